@@ -1,0 +1,1 @@
+"""Desired vs observed: the pure planner, the decision-free apply step, the controller loop."""

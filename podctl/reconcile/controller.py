@@ -1,0 +1,350 @@
+"""The controller loop: observe, plan, apply; woken by engine events, probe changes and timers.
+
+Level-triggered, like controller-runtime: an event only says "look again". The
+loop re-observes the engine, asks the planner, applies the plan, and sleeps
+until the next wake-up, the plan's requeue time, or the periodic resync
+(which covers missed events). The engine's event stream is re-subscribed after
+any drop, and a fresh snapshot follows. When the engine does not answer,
+podctl keeps running, reports `engine unavailable`, and converges once it is back.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import anyio.abc
+import msgspec
+
+from podctl import defaults, labels
+from podctl.reconcile.apply import ApplyContext, NoFiles, StackFiles, apply
+from podctl.reconcile.ledger import Ledger
+from podctl.reconcile.observed import ObservedState
+from podctl.reconcile.plan import plan, plan_teardown
+from podctl.reconcile.steps import Plan, ReplicaStatus
+from podctl.runtime.errors import EngineError, EngineUnavailable
+from podctl.spec.model import ContainerTemplate, DesiredStack
+
+if TYPE_CHECKING:
+    from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+    from podctl.health.model import HealthView
+    from podctl.runtime.protocol import HostInfo, NetworkInfo, Runtime
+
+log = logging.getLogger("podctl.controller")
+
+
+class Event(msgspec.Struct, frozen=True, kw_only=True):
+    """Something that happened to an object, as `podctl events` shows it."""
+
+    time: float
+    stack: str
+    object: str
+    reason: str  # Created, Started, Restarted, Killing, BackOff, Unhealthy, Failed, ...
+    message: str
+
+
+class EventLog:
+    """A bounded history of events plus live subscribers (for `podctl events -f`)."""
+
+    def __init__(self, clock: Callable[[], float], size: int = 1000) -> None:
+        self._clock = clock
+        self._items: deque[Event] = deque(maxlen=size)
+        self._subscribers: list[MemoryObjectSendStream[Event]] = []
+
+    def emit(self, stack: str, obj: str, reason: str, message: str) -> None:
+        ev = Event(time=self._clock(), stack=stack, object=obj, reason=reason, message=message)
+        self._items.append(ev)
+        log.info("%s %s %s: %s", stack or "-", obj, reason, message)
+        for send in list(self._subscribers):
+            try:
+                send.send_nowait(ev)
+            except (anyio.WouldBlock, anyio.BrokenResourceError, anyio.ClosedResourceError):
+                self._subscribers.remove(send)
+
+    def history(self, stack: str | None = None) -> list[Event]:
+        return [e for e in self._items if stack is None or e.stack in (stack, "")]
+
+    def subscribe(self) -> MemoryObjectReceiveStream[Event]:
+        send, receive = anyio.create_memory_object_stream[Event](256)
+        self._subscribers.append(send)
+        return receive
+
+
+class ProbeTarget(msgspec.Struct, frozen=True, kw_only=True):
+    """A running container and the probes its pod asks for."""
+
+    container_id: str
+    stack: str
+    pod: str
+    ip: str | None
+    started_at: float | None
+    template: ContainerTemplate
+
+
+class Prober:
+    """What the controller needs of the health room: keep probers in line, read results."""
+
+    def sync(self, targets: Sequence[ProbeTarget]) -> None:
+        return None
+
+    def view(self) -> HealthView:
+        return {}
+
+
+PlanObserver = Callable[[Sequence[DesiredStack], ObservedState, Plan], None]
+
+
+class Controller:
+    def __init__(
+        self,
+        runtime: Runtime,
+        stacks: Sequence[DesiredStack],
+        *,
+        prober: Prober | None = None,
+        files: StackFiles | None = None,
+        ledger: Ledger | None = None,
+        clock: Callable[[], float] = time.time,
+        observers: Sequence[PlanObserver] = (),
+        service_hosts: Callable[[str, NetworkInfo | None], list[str]] | None = None,
+        before_stop: Callable[[str, float], Any] | None = None,
+        on_ledger_change: Callable[[Ledger], None] | None = None,
+        resync_s: float = defaults.RESYNC_INTERVAL_S,
+    ) -> None:
+        self.runtime = runtime
+        self.stacks: list[DesiredStack] = list(stacks)
+        self.prober = prober or Prober()
+        self.files: StackFiles = files or NoFiles()
+        self.ledger = ledger or Ledger()
+        self.clock = clock
+        self.events = EventLog(clock)
+        self.observers = list(observers)
+        self.service_hosts = service_hosts
+        self.before_stop = before_stop
+        self.on_ledger_change = on_ledger_change
+        self.resync_s = resync_s
+        self.engine_ok = True
+        self.engine_error = ""
+        self.last_plan = Plan()
+        self.last_observed = ObservedState()
+        self.passes = 0
+        self._wake = anyio.Event()
+        self._host: HostInfo | None = None
+        self._converged = anyio.Event()
+
+    # -- wiring ------------------------------------------------------------
+
+    def wake(self, _reason: object = None) -> None:
+        self._wake.set()
+
+    def set_stacks(self, stacks: Sequence[DesiredStack]) -> None:
+        """Replace the desired state (hot reload, scale) and look again."""
+        self.stacks = list(stacks)
+        self.wake()
+
+    def status(self) -> list[ReplicaStatus]:
+        return list(self.last_plan.status)
+
+    # -- the loop ----------------------------------------------------------
+
+    async def run(
+        self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self._watch_events)
+            task_status.started()
+            await self._loop()
+
+    async def _loop(self) -> None:
+        delay: float = 0.0
+        while True:
+            with anyio.move_on_after(delay):
+                await self._wake.wait()
+            self._wake = anyio.Event()
+            delay = await self.reconcile_once()
+
+    async def reconcile_once(self) -> float:
+        """One observe-plan-apply pass; returns how long to sleep before the next."""
+        self.passes += 1
+        try:
+            observed = await self.observe()
+        except EngineError as exc:
+            self._engine_down(exc)
+            return 2.0
+        self._engine_up()
+        self.prober.sync(self._probe_targets(observed))
+        the_plan = plan(self.stacks, observed, self.prober.view(), self.ledger, self.clock())
+        self.last_plan = the_plan
+        self.last_observed = observed
+        for observer in self.observers:
+            observer(self.stacks, observed, the_plan)
+        if not the_plan.steps:
+            self._converged.set()
+            if the_plan.requeue_after is not None:
+                return min(the_plan.requeue_after, self.resync_s)
+            return self.resync_s
+        self._converged = anyio.Event()
+        outcomes = await apply(the_plan, self._apply_context(observed))
+        if self.on_ledger_change is not None:
+            self.ledger.forget_missing({c.id for c in observed.containers})
+            self.on_ledger_change(self.ledger)
+        failed = [o for o in outcomes if not o.ok]
+        if failed:
+            if any("engine did not answer" in o.error for o in failed):
+                self._engine_down(EngineUnavailable("applying the plan", failed[0].error))
+            return 1.0  # back off a little before retrying what failed
+        return 0.0  # look again at once: the steps changed the world
+
+    async def wait_converged(self) -> None:
+        await self._converged.wait()
+
+    def _apply_context(self, observed: ObservedState) -> ApplyContext:
+        ctx = ApplyContext(
+            runtime=self.runtime,
+            stacks={s.name: s for s in self.stacks},
+            networks={n.name: n for n in observed.networks},
+            ledger=self.ledger,
+            clock=self.clock,
+            files=self.files,
+            on_event=self.events.emit,
+            concurrency=defaults.ENGINE_CONCURRENCY,
+        )
+        if self.service_hosts is not None:
+            ctx.service_hosts = self.service_hosts
+        if self.before_stop is not None:
+            ctx.before_stop = self.before_stop
+        return ctx
+
+    async def observe(self) -> ObservedState:
+        """One snapshot of everything podctl labelled, plus which desired images exist."""
+        rt = self.runtime
+        if self._host is None:
+            self._host = await rt.host_info()
+        containers = await rt.list_containers()
+        networks = await rt.list_networks()
+        volumes = await rt.list_volumes()
+        refs = sorted({p.template.image for s in self.stacks for p in s.pods})
+        present: set[str] = set()
+
+        async def check(ref: str) -> None:
+            if await rt.image_exists(ref):
+                present.add(ref)
+
+        async with anyio.create_task_group() as tg:
+            for ref in refs:
+                tg.start_soon(check, ref)
+        return ObservedState(
+            containers=tuple(containers),
+            networks=tuple(networks),
+            volumes=tuple(volumes),
+            images=frozenset(present),
+            host=self._host,
+        )
+
+    def _probe_targets(self, observed: ObservedState) -> list[ProbeTarget]:
+        out = []
+        by_name = {s.name: s for s in self.stacks}
+        for c in observed.containers:
+            stack = by_name.get(c.labels.get(labels.STACK, ""))
+            if stack is None or c.state != "running":
+                continue
+            pod = stack.pod(c.labels.get(labels.POD, ""))
+            if pod is None:
+                continue
+            t = pod.template
+            if t.startup is None and t.liveness is None and t.readiness is None:
+                continue
+            out.append(
+                ProbeTarget(
+                    container_id=c.id,
+                    stack=stack.name,
+                    pod=pod.name,
+                    ip=c.ip,
+                    started_at=c.started_at,
+                    template=t,
+                )
+            )
+        return out
+
+    def _engine_down(self, exc: EngineError) -> None:
+        if self.engine_ok:
+            self.events.emit("", "engine", "EngineUnavailable", str(exc))
+        self.engine_ok = False
+        self.engine_error = str(exc)
+
+    def _engine_up(self) -> None:
+        if not self.engine_ok:
+            self.events.emit("", "engine", "EngineAvailable", "the engine answers again")
+        self.engine_ok = True
+        self.engine_error = ""
+
+    async def _watch_events(self) -> None:
+        while True:
+            try:
+                async for ev in self.runtime.events():
+                    if ev.labels.get(labels.STACK) in {s.name for s in self.stacks}:
+                        self.wake()
+            except EngineError as exc:
+                log.debug("event stream dropped: %s", exc)
+            # The stream dropped (or ended): events may have been missed, so look again.
+            self.wake()
+            await anyio.sleep(defaults.EVENT_RESUBSCRIBE_DELAY_S)
+
+    # -- teardown ------------------------------------------------------------
+
+    async def teardown(self, stack: str, *, remove_volumes: bool = False) -> Plan:
+        """Remove a stack's containers, then its network (and volumes when asked)."""
+        return await teardown(
+            self.runtime,
+            stack,
+            remove_volumes=remove_volumes,
+            ledger=self.ledger,
+            clock=self.clock,
+            before_stop=self.before_stop,
+            on_event=self.events.emit,
+            grace_s=max(
+                (p.template.stop_grace_s for s in self.stacks if s.name == stack for p in s.pods),
+                default=defaults.STOP_GRACE_S,
+            ),
+        )
+
+
+async def teardown(
+    runtime: Runtime,
+    stack: str,
+    *,
+    remove_volumes: bool = False,
+    ledger: Ledger | None = None,
+    clock: Callable[[], float] = time.time,
+    before_stop: Callable[[str, float], Any] | None = None,
+    on_event: Callable[[str, str, str, str], None] | None = None,
+    grace_s: float = defaults.STOP_GRACE_S,
+) -> Plan:
+    """`podctl down`: containers first; the network only once they are gone."""
+    observed = ObservedState(
+        containers=tuple(await runtime.list_containers(stack)),
+        networks=tuple(await runtime.list_networks(stack)),
+        volumes=tuple(await runtime.list_volumes(stack)),
+    )
+    the_plan = plan_teardown(stack, observed, grace_s=grace_s, remove_volumes=remove_volumes)
+    ctx = ApplyContext(
+        runtime=runtime,
+        stacks={},
+        networks={},
+        ledger=ledger or Ledger(),
+        clock=clock,
+        concurrency=defaults.ENGINE_CONCURRENCY,
+    )
+    if before_stop is not None:
+        ctx.before_stop = before_stop
+    if on_event is not None:
+        ctx.on_event = on_event
+    outcomes = await apply(the_plan, ctx)
+    failed = [o for o in outcomes if not o.ok]
+    if failed:
+        raise EngineError(f"taking stack {stack} down", "; ".join(o.error for o in failed))
+    return the_plan

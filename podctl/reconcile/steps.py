@@ -1,0 +1,134 @@
+"""Plan steps: each is one small engine operation with the cause that made the planner ask for it.
+
+Steps are plain data. `apply()` executes them without making decisions; tests
+compare the rendered text of a plan (see `Plan.render`).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import msgspec
+
+Phase = Literal["Pending", "Running", "Succeeded", "Failed", "CrashLoopBackOff", "Terminating"]
+
+
+class Step(msgspec.Struct, frozen=True, kw_only=True, tag=True):
+    id: int
+    target: str  # what it acts on: "network:shop", "pod:shop/web/0", "image:busybox:1.36"
+    cause: str  # why the planner asked for it
+    deps: tuple[int, ...] = ()
+
+
+class CreateNetwork(Step, frozen=True):
+    stack: str
+    name: str
+
+
+class RemoveNetwork(Step, frozen=True):
+    stack: str
+    network_id: str
+
+
+class CreateVolume(Step, frozen=True):
+    stack: str
+    volume: str  # name in the stack
+    docker_name: str
+
+
+class RemoveVolume(Step, frozen=True):
+    docker_name: str
+
+
+class PrepareFiles(Step, frozen=True):
+    """Materialise the stack's configs and secrets on tmpfs before its containers start."""
+
+    stack: str
+
+
+class PullImage(Step, frozen=True):
+    ref: str
+
+
+class BuildImage(Step, frozen=True):
+    ref: str
+    context: str
+
+
+class RunContainer(Step, frozen=True):
+    """Create and start one replica of a pod at the desired revision."""
+
+    stack: str
+    pod: str
+    replica: int
+    name: str
+
+
+class StartContainer(Step, frozen=True):
+    """Restart an exited container in place (a restart: counts and backs off)."""
+
+    container_id: str
+    backoff_level: int  # the crash-loop level recorded once the restart happened
+
+
+class KillContainer(Step, frozen=True):
+    """Stop a running container that failed liveness/startup; it is then restarted."""
+
+    container_id: str
+    grace_s: float
+    reason: str
+
+
+class RemoveContainer(Step, frozen=True):
+    """Take the container out of service, let connections drain, stop it with grace, remove it."""
+
+    container_id: str
+    grace_s: float
+
+
+AnyStep = (
+    CreateNetwork
+    | RemoveNetwork
+    | CreateVolume
+    | RemoveVolume
+    | PrepareFiles
+    | PullImage
+    | BuildImage
+    | RunContainer
+    | StartContainer
+    | KillContainer
+    | RemoveContainer
+)
+
+
+class ReplicaStatus(msgspec.Struct, frozen=True, kw_only=True):
+    """What `podctl get pods` shows for one replica: the planner's conclusion, not a guess."""
+
+    stack: str
+    pod: str
+    replica: int
+    name: str
+    container_id: str | None
+    phase: Phase
+    ready: bool
+    restarts: int
+    revision: str
+    image: str
+    reason: str | None = None
+    exit_code: int | None = None
+    ip: str | None = None
+    started_at: float | None = None
+
+
+class Plan(msgspec.Struct, frozen=True, kw_only=True):
+    steps: tuple[AnyStep, ...] = ()
+    status: tuple[ReplicaStatus, ...] = ()
+    requeue_after: float | None = None  # seconds until the planner wants another look
+
+    def render(self) -> str:
+        """Golden text: `[deps] -> #id target, Kind, cause`."""
+        lines = []
+        for s in self.steps:
+            deps = ",".join(str(d) for d in s.deps)
+            lines.append(f"[{deps}] -> #{s.id} {s.target}, {type(s).__name__}, {s.cause}")
+        return "\n".join(lines)

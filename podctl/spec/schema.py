@@ -1,0 +1,139 @@
+"""The stack file schema, exactly as a user writes it (YAML or TOML).
+
+These Structs mirror the file; they keep durations and sizes as written
+(`"2s"`, `"64Mi"`). `podctl.spec.desired` turns them into the normalised,
+hashable `DesiredState` that the planner reads. Unknown fields are errors.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import msgspec
+
+
+class FileStruct(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
+    """Base for every stack-file Struct: unknown fields rejected, immutable."""
+
+
+Scalar = str | int | float | bool
+Duration = str | int | float  # "500ms", "2s", "1m"; a bare number means seconds
+Size = str | int  # "64Mi", "1Gi", "100M"; a bare number means bytes
+PortRef = int | str  # a number, or the name of one of the pod's `ports`
+
+
+class Resources(FileStruct):
+    cpus: float | None = None
+    memory: Size | None = None
+
+
+class HttpCheck(FileStruct):
+    port: PortRef
+    path: str = "/"
+    scheme: Literal["http", "https"] = "http"
+    headers: dict[str, str] = {}
+
+
+class TcpCheck(FileStruct):
+    port: PortRef
+
+
+class Probe(FileStruct):
+    """Exactly one of http, tcp, exec; thresholds default as in Kubernetes."""
+
+    http: HttpCheck | None = None
+    tcp: TcpCheck | None = None
+    exec: list[str] | None = None
+    initial_delay: Duration | None = None
+    period: Duration | None = None
+    timeout: Duration | None = None
+    success_threshold: int | None = None
+    failure_threshold: int | None = None
+
+
+class Rollout(FileStruct):
+    max_surge: int | str = 1  # a count or a percentage ("25%")
+    max_unavailable: int | str = 0
+
+
+class Mount(FileStruct):
+    """One of volume, bind, config, secret; `path` is where it appears in the container."""
+
+    volume: str | None = None
+    bind: str | None = None
+    config: str | None = None
+    secret: str | None = None
+    path: str | None = None
+    read_only: bool | None = None
+    mode: int | str | None = None
+    uid: int | None = None
+    gid: int | None = None
+
+
+class EnvFrom(FileStruct):
+    """An env value taken from a config or a secret (explicit opt-in to env delivery)."""
+
+    config: str | None = None
+    secret: str | None = None
+
+
+EnvValue = Scalar | EnvFrom
+
+
+class Pod(FileStruct):
+    image: str | None = None
+    build: str | None = None
+    command: list[str] | str | None = None
+    entrypoint: list[str] | str | None = None
+    env: dict[str, EnvValue] = {}
+    replicas: int = 1
+    ports: dict[str, int] = {}
+    resources: Resources | None = None
+    restart: Literal["always", "on-failure", "never"] = "always"
+    labels: dict[str, str] = {}
+    stop_grace: Duration | None = None
+    user: str | None = None
+    workdir: str | None = None
+    readiness: Probe | None = None
+    liveness: Probe | None = None
+    startup: Probe | None = None
+    mounts: list[Mount] = []
+    rollout: Rollout | None = None
+    depends_on: list[str] = []
+    read_only: bool = False
+    cap_add: list[str] = []
+    cap_drop: list[str] = []
+    pids_limit: int | None = None
+
+
+class Service(FileStruct):
+    pod: str
+    target: PortRef
+    port: int | None = None
+    bind: str | None = None
+
+
+class Config(FileStruct):
+    file: str | None = None
+    data: str | None = None
+
+
+class Secret(FileStruct):
+    file: str | None = None
+    env: str | None = None
+
+
+class Volume(FileStruct):
+    driver: str | None = None
+    options: dict[str, str] = {}
+
+
+class StackFile(FileStruct):
+    name: str
+    variables: dict[str, Scalar] = {}
+    pods: dict[str, Pod] = {}
+    services: dict[str, Service] = {}
+    configs: dict[str, Config] = {}
+    secrets: dict[str, Secret] = {}
+    volumes: dict[str, Volume] = {}
+    allow_host_paths: bool = False
