@@ -13,8 +13,8 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
 import anyio.abc
@@ -86,9 +86,15 @@ class ProbeTarget(msgspec.Struct, frozen=True, kw_only=True):
     template: ContainerTemplate
 
 
-class Prober:
+class Prober(Protocol):
     """What the controller needs of the health room: keep probers in line, read results."""
 
+    def sync(self, targets: Sequence[ProbeTarget]) -> None: ...
+
+    def view(self) -> HealthView: ...
+
+
+class NoProbes:
     def sync(self, targets: Sequence[ProbeTarget]) -> None:
         return None
 
@@ -112,12 +118,12 @@ class Controller:
         observers: Sequence[PlanObserver] = (),
         service_hosts: Callable[[str, NetworkInfo | None], list[str]] | None = None,
         before_stop: Callable[[str, float], Any] | None = None,
-        on_ledger_change: Callable[[Ledger], None] | None = None,
+        on_ledger_change: Callable[[Ledger], Awaitable[None]] | None = None,
         resync_s: float = defaults.RESYNC_INTERVAL_S,
     ) -> None:
         self.runtime = runtime
         self.stacks: list[DesiredStack] = list(stacks)
-        self.prober = prober or Prober()
+        self.prober: Prober = prober or NoProbes()
         self.files: StackFiles = files or NoFiles()
         self.ledger = ledger or Ledger()
         self.clock = clock
@@ -191,7 +197,7 @@ class Controller:
         outcomes = await apply(the_plan, self._apply_context(observed))
         if self.on_ledger_change is not None:
             self.ledger.forget_missing({c.id for c in observed.containers})
-            self.on_ledger_change(self.ledger)
+            await self.on_ledger_change(self.ledger)
         failed = [o for o in outcomes if not o.ok]
         if failed:
             if any("engine did not answer" in o.error for o in failed):

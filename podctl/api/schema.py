@@ -1,0 +1,104 @@
+"""What crosses the control socket and what `-o json` prints: one schema for both.
+
+One request per connection, as a JSON line; the answer is one JSON line
+(`Reply`), or for streams (`events -f`) one line per item until the client
+goes away.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import msgspec
+
+from podctl.reconcile.steps import Phase
+
+
+class Row(msgspec.Struct, kw_only=True):
+    """Base for output rows."""
+
+
+class PodRow(Row, kw_only=True):
+    stack: str
+    pod: str
+    name: str
+    container_id: str | None
+    phase: Phase
+    ready: bool
+    restarts: int
+    revision: str
+    image: str
+    reason: str | None
+    replica: int = 0
+    ip: str | None = None
+    exit_code: int | None = None
+    started_at: float | None = None
+
+
+class EndpointRow(Row, kw_only=True):
+    pod: str
+    address: str
+    ready: bool
+
+
+class ServiceRow(Row, kw_only=True):
+    stack: str
+    name: str
+    listen: str | None  # "127.0.0.1:8080", or None for an in-stack-only service
+    endpoints: list[EndpointRow]
+    pod: str = ""
+    target: int = 0
+    in_stack: str | None = None  # "<gateway>:<port>" that containers reach as `<name>:<port>`
+    error: str | None = None  # e.g. the host port is taken
+    active: int = 0
+    total: int = 0
+    bytes_in: int = 0
+    bytes_out: int = 0
+    backend_errors: int = 0
+
+
+class StackRow(Row, kw_only=True):
+    name: str
+    source: str
+    pods: int
+    replicas: int
+    ready: int
+    services: int
+    engine: str = "ok"
+
+
+class EventRow(Row, kw_only=True):
+    time: float
+    stack: str
+    object: str
+    reason: str
+    message: str
+
+
+Verb = Literal[
+    "ping",
+    "get_pods",
+    "get_services",
+    "get_stacks",
+    "describe_pod",
+    "describe_service",
+    "events",
+    "scale",
+    "down",
+]
+
+
+class Request(msgspec.Struct, kw_only=True, omit_defaults=True):
+    verb: Verb
+    stack: str | None = None
+    name: str | None = None
+    replicas: int | None = None
+    follow: bool = False
+    volumes: bool = False
+
+
+class Reply(msgspec.Struct, kw_only=True, omit_defaults=True):
+    ok: bool
+    data: Any = None
+    error: str | None = None
+    engine: str = "ok"  # "ok" or "unavailable: <why>"

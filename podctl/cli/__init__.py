@@ -1,0 +1,373 @@
+"""The `podctl` command line (kubectl-like verbs).
+
+While `podctl run` is active the verbs ask it over its control socket; without
+one, `get`, `down`, `logs`, `exec` and `describe` still work from Docker labels.
+Exit codes: 0 ok, 1 failure at run time, 2 bad input.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import anyio
+import msgspec
+import typer
+
+from podctl.api import client
+from podctl.api.schema import PodRow, Reply, Request, ServiceRow, StackRow
+from podctl.cli.output import Format, err, print_data
+from podctl.runtime.errors import EngineError
+from podctl.spec.errors import SpecError
+from podctl.storage import paths as storage_paths
+
+app = typer.Typer(
+    name="podctl",
+    help="The Kubernetes model (pods, replicas, services, probes) on one Docker host.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+EXIT_OK, EXIT_FAIL, EXIT_BAD_INPUT = 0, 1, 2
+
+POD_COLUMNS = [
+    ("STACK", "stack"),
+    ("NAME", "name"),
+    ("PHASE", "phase"),
+    ("READY", "ready"),
+    ("RESTARTS", "restarts"),
+    ("REVISION", "revision"),
+    ("IP", "ip"),
+    ("REASON", "reason"),
+]
+SERVICE_COLUMNS = [
+    ("STACK", "stack"),
+    ("NAME", "name"),
+    ("POD", "pod"),
+    ("LISTEN", "listen"),
+    ("IN-STACK", "in_stack"),
+    ("ENDPOINTS", "endpoints"),
+    ("ERROR", "error"),
+]
+STACK_COLUMNS = [
+    ("NAME", "name"),
+    ("PODS", "pods"),
+    ("REPLICAS", "replicas"),
+    ("READY", "ready"),
+    ("SERVICES", "services"),
+    ("ENGINE", "engine"),
+    ("SOURCE", "source"),
+]
+
+OutputOpt = Annotated[Format, typer.Option("-o", "--output", help="table, json or yaml")]
+SetOpt = Annotated[
+    list[str] | None, typer.Option("--set", help="override a variable: --set key=value")
+]
+
+
+def _overrides(values: list[str] | None) -> dict[str, str]:
+    out = {}
+    for item in values or []:
+        if "=" not in item:
+            err(f"--set {item}: expected key=value")
+            raise typer.Exit(EXIT_BAD_INPUT)
+        k, v = item.split("=", 1)
+        out[k.strip()] = v
+    return out
+
+
+def _socket() -> Path:
+    return storage_paths.socket_path()
+
+
+def _ask(request: Request) -> Reply | None:
+    """Ask the running podctl; None when none is running."""
+
+    async def go() -> Reply:
+        return await client.call(_socket(), request)
+
+    try:
+        reply = anyio.run(go)
+    except client.NotRunning:
+        return None
+    if reply.engine != "ok":
+        err(f"warning: the Docker engine is not responding ({reply.engine}); last known state:")
+    return reply
+
+
+def _fail(message: str, code: int = EXIT_FAIL) -> typer.Exit:
+    err(f"error: {message}")
+    return typer.Exit(code)
+
+
+def _runtime() -> Any:
+    from podctl.runtime.docker import DockerRuntime
+
+    return DockerRuntime()
+
+
+def _offline(fn: Any, *args: Any) -> Any:
+    """Run `fn(runtime, *args)` against the engine directly (no podctl run active)."""
+
+    async def go() -> Any:
+        rt = _runtime()
+        try:
+            return await fn(rt, *args)
+        finally:
+            await rt.close()
+
+    try:
+        return anyio.run(go)
+    except EngineError as exc:
+        raise _fail(str(exc)) from exc
+
+
+# -- run / validate ------------------------------------------------------------
+
+
+@app.command()
+def run(
+    files: Annotated[list[Path], typer.Argument(help="stack files (YAML or TOML)")],
+    set_: SetOpt = None,
+    no_watch: Annotated[bool, typer.Option("--no-watch", help="do not hot-reload")] = False,
+    keep: Annotated[
+        bool, typer.Option("--keep", help="leave containers running on exit, to be adopted")
+    ] = False,
+    verbose: Annotated[bool, typer.Option("-v", "--verbose")] = False,
+) -> None:
+    """Run stacks in the foreground: reconcile, probe, proxy, hot-reload."""
+    from podctl.cli.runner import run_foreground
+
+    code = run_foreground(files, _overrides(set_), watch=not no_watch, keep=keep, verbose=verbose)
+    raise typer.Exit(code)
+
+
+@app.command()
+def validate(files: Annotated[list[Path], typer.Argument()], set_: SetOpt = None) -> None:
+    """Check stack files: exit 0, or exit 2 with FILE:LINE:COL: message lines."""
+    from podctl.spec import load_stacks
+
+    try:
+        stacks = load_stacks(files, _overrides(set_), dict(os.environ))
+    except SpecError as exc:
+        for issue in exc.issues:
+            err(str(issue))
+        raise typer.Exit(EXIT_BAD_INPUT) from exc
+    for st in stacks:
+        typer.echo(f"{st.source}: stack {st.name} is valid ({len(st.pods)} pods)")
+
+
+# -- get / describe ------------------------------------------------------------
+
+
+@app.command()
+def get(
+    kind: Annotated[str, typer.Argument(help="pods | services | stacks")],
+    stack: Annotated[str | None, typer.Argument(help="only this stack")] = None,
+    output: OutputOpt = Format.table,
+) -> None:
+    """List pods (replicas), services or stacks."""
+    kinds = {
+        "pods": "pods",
+        "pod": "pods",
+        "po": "pods",
+        "services": "services",
+        "service": "services",
+        "svc": "services",
+        "stacks": "stacks",
+        "stack": "stacks",
+    }
+    k = kinds.get(kind)
+    if k is None:
+        raise _fail(f"unknown kind {kind!r}: use pods, services or stacks", EXIT_BAD_INPUT)
+    verb = {"pods": "get_pods", "services": "get_services", "stacks": "get_stacks"}[k]
+    reply = _ask(Request(verb=verb, stack=stack))  # type: ignore[arg-type]
+    if reply is not None:
+        if not reply.ok:
+            raise _fail(reply.error or "request failed")
+        data = reply.data
+    else:
+        from podctl.cli import offline
+
+        data = msgspec.to_builtins(_offline(getattr(offline, f"get_{k}"), stack))
+    row_type: Any = {"pods": PodRow, "services": ServiceRow, "stacks": StackRow}[k]
+    rows = msgspec.convert(data, list[row_type])
+    columns = {"pods": POD_COLUMNS, "services": SERVICE_COLUMNS, "stacks": STACK_COLUMNS}[k]
+    if k == "services" and output is Format.table:
+        for r in rows:
+            r.endpoints = [f"{e.address}{'' if e.ready else ' (not ready)'}" for e in r.endpoints]
+    print_data(rows, output, columns)
+
+
+@app.command()
+def describe(
+    kind: Annotated[str, typer.Argument(help="pod | service")],
+    name: Annotated[str, typer.Argument(help="container name, pod-N, stack/pod-N or id prefix")],
+    output: OutputOpt = Format.yaml,
+) -> None:
+    """Show one replica (probes, last results, events) or one service (counters)."""
+    verb = "describe_service" if kind in ("service", "services", "svc") else "describe_pod"
+    reply = _ask(Request(verb=verb, name=name))  # type: ignore[arg-type]
+    if reply is None:
+        from podctl.cli import offline
+
+        data = _offline(offline.describe_pod, name) if verb == "describe_pod" else None
+        if data is None:
+            raise _fail(f"no {kind} named {name!r}", EXIT_FAIL)
+    elif not reply.ok:
+        raise _fail(reply.error or "request failed")
+    else:
+        data = reply.data
+    fmt = Format.yaml if output is Format.table else output
+    if fmt is Format.json:
+        sys.stdout.write(msgspec.json.format(msgspec.json.encode(data), indent=2).decode() + "\n")
+    else:
+        import yaml
+
+        sys.stdout.write(yaml.safe_dump(data, sort_keys=False))
+
+
+# -- logs / exec / events ---------------------------------------------------------
+
+
+@app.command()
+def logs(
+    name: Annotated[str, typer.Argument()],
+    follow: Annotated[bool, typer.Option("-f", "--follow")] = False,
+    tail: Annotated[int | None, typer.Option("--tail")] = None,
+) -> None:
+    """Print a replica's logs (straight from the engine)."""
+    from podctl.cli import offline
+
+    async def go(rt: Any) -> None:
+        cid = await offline.resolve(rt, name)
+        out = sys.stdout.buffer
+        async for chunk in rt.logs(cid, follow=follow, tail=tail):
+            out.write(chunk)
+            out.flush()
+
+    try:
+        _offline(go)
+    except LookupError as exc:
+        raise _fail(str(exc)) from exc
+    except KeyboardInterrupt:
+        pass
+
+
+@app.command(name="exec", context_settings={"allow_extra_args": True})
+def exec_(
+    name: Annotated[str, typer.Argument()],
+    command: Annotated[list[str], typer.Argument(help="-- CMD [ARGS...]")],
+    timeout: Annotated[float, typer.Option("--timeout")] = 60.0,
+) -> None:
+    """Run a command in a replica; exits with the command's exit code."""
+    from podctl.cli import offline
+
+    async def go(rt: Any) -> int:
+        cid = await offline.resolve(rt, name)
+        result = await rt.exec(cid, command, timeout)
+        sys.stdout.buffer.write(result.output)
+        sys.stdout.flush()
+        return int(result.exit_code)
+
+    try:
+        code = _offline(go)
+    except LookupError as exc:
+        raise _fail(str(exc)) from exc
+    raise typer.Exit(code)
+
+
+@app.command()
+def events(
+    stack: Annotated[str | None, typer.Argument()] = None,
+    follow: Annotated[bool, typer.Option("-f", "--follow")] = False,
+    output: OutputOpt = Format.table,
+) -> None:
+    """Show what podctl did and why (needs a running `podctl run`)."""
+    from podctl.api.schema import EventRow
+
+    columns = [
+        ("TIME", "time"),
+        ("STACK", "stack"),
+        ("OBJECT", "object"),
+        ("REASON", "reason"),
+        ("MESSAGE", "message"),
+    ]
+
+    def show(rows: list[EventRow]) -> None:
+        if output is Format.table:
+            import datetime
+
+            for r in rows:
+                t = datetime.datetime.fromtimestamp(r.time).strftime("%H:%M:%S")
+                typer.echo(f"{t}  {r.stack or '-':<10} {r.object:<28} {r.reason:<16} {r.message}")
+        else:
+            print_data(rows, output, columns)
+
+    if not follow:
+        reply = _ask(Request(verb="events", stack=stack))
+        if reply is None:
+            raise _fail("no podctl run is active (events live in the running instance)")
+        show(msgspec.convert(reply.data, list[EventRow]))
+        return
+
+    async def go() -> None:
+        async for line in client.stream_lines(
+            _socket(), Request(verb="events", stack=stack, follow=True)
+        ):
+            show([msgspec.json.decode(line, type=EventRow)])
+            sys.stdout.flush()
+
+    try:
+        anyio.run(go)
+    except client.NotRunning as exc:
+        raise _fail("no podctl run is active") from exc
+    except KeyboardInterrupt:
+        pass
+
+
+# -- scale / down ----------------------------------------------------------------
+
+
+@app.command()
+def scale(
+    target: Annotated[str, typer.Argument(help="STACK/POD")],
+    replicas: Annotated[int, typer.Argument(min=0)],
+) -> None:
+    """Set a pod's replica count in the running podctl (until the file changes)."""
+    if "/" not in target:
+        raise _fail("expected STACK/POD", EXIT_BAD_INPUT)
+    stack, pod = target.split("/", 1)
+    reply = _ask(Request(verb="scale", stack=stack, name=pod, replicas=replicas))
+    if reply is None:
+        raise _fail("no podctl run is active; change `replicas` in the stack file instead")
+    if not reply.ok:
+        raise _fail(reply.error or "scale failed")
+    typer.echo(f"{stack}/{pod} scaled to {replicas}")
+
+
+@app.command()
+def down(
+    stack: Annotated[str, typer.Argument()],
+    volumes: Annotated[bool, typer.Option("--volumes", help="also remove volumes")] = False,
+) -> None:
+    """Remove a stack's containers, then its network (volumes with --volumes)."""
+    reply = _ask(Request(verb="down", stack=stack, volumes=volumes))
+    if reply is not None and reply.ok:
+        typer.echo(f"stack {stack} removed")
+        return
+    from podctl.reconcile.controller import teardown
+
+    async def go(rt: Any) -> int:
+        plan = await teardown(rt, stack, remove_volumes=volumes)
+        return len(plan.steps)
+
+    n = _offline(go)
+    typer.echo(f"stack {stack} removed ({n} objects)" if n else f"stack {stack}: nothing to remove")
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,1 @@
+"""Health probes (http, tcp, exec), prober tasks and the HealthStore the planner reads."""

@@ -1,0 +1,79 @@
+"""Where podctl keeps its runtime files, state and socket."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from podctl.storage import paths
+
+
+def test_runtime_dir_prefers_podctl_then_xdg_then_run() -> None:
+    assert paths.runtime_dir({"PODCTL_RUNTIME_DIR": "/x", "XDG_RUNTIME_DIR": "/y"}) == Path("/x")
+    assert paths.runtime_dir({"XDG_RUNTIME_DIR": "/run/user/1000"}) == Path("/run/user/1000/podctl")
+    assert paths.runtime_dir({}) == Path("/run/podctl")
+    # An empty variable counts as unset, as in the XDG spec.
+    assert paths.runtime_dir({"PODCTL_RUNTIME_DIR": "", "XDG_RUNTIME_DIR": ""}) == Path(
+        "/run/podctl"
+    )
+
+
+def test_state_dir_prefers_podctl_then_xdg_then_var_lib() -> None:
+    assert paths.state_dir({"PODCTL_STATE_DIR": "/s", "XDG_STATE_HOME": "/h"}) == Path("/s")
+    assert paths.state_dir({"XDG_STATE_HOME": "/home/u/.local/state"}) == Path(
+        "/home/u/.local/state/podctl"
+    )
+    assert paths.state_dir({}) == Path("/var/lib/podctl")
+
+
+def test_socket_path_defaults_under_runtime_dir() -> None:
+    assert paths.socket_path({"PODCTL_SOCKET": "/tmp/p.sock"}) == Path("/tmp/p.sock")
+    assert paths.socket_path({"PODCTL_RUNTIME_DIR": "/r"}) == Path("/r/podctl.sock")
+    assert paths.socket_path({"XDG_RUNTIME_DIR": "/u"}) == Path("/u/podctl/podctl.sock")
+    assert paths.socket_path({}) == Path("/run/podctl/podctl.sock")
+
+
+def test_resolvers_read_os_environ_by_default(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("PODCTL_RUNTIME_DIR", str(tmp_path / "rt"))
+    monkeypatch.delenv("PODCTL_SOCKET", raising=False)
+    assert paths.runtime_dir() == tmp_path / "rt"
+    assert paths.socket_path() == tmp_path / "rt" / "podctl.sock"
+    assert paths.stacks_dir() == tmp_path / "rt" / "stacks"
+
+
+def test_ensure_private_dir_creates_0700_whatever_the_umask(tmp_path: Path) -> None:
+    old = os.umask(0o022)
+    try:
+        d = paths.ensure_private_dir(tmp_path / "a" / "b")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(d.stat().st_mode) == 0o700
+
+
+def test_ensure_private_dir_tightens_an_existing_dir(tmp_path: Path) -> None:
+    d = tmp_path / "loose"
+    d.mkdir(mode=0o755)
+    d.chmod(0o755)
+    paths.ensure_private_dir(d)
+    assert stat.S_IMODE(d.stat().st_mode) == 0o700
+
+
+def test_filesystem_type_uses_the_longest_mount_point() -> None:
+    # /proc is procfs on every Linux; the walk-up handles paths that do not exist yet.
+    assert paths.filesystem_type(Path("/proc/self")) == "proc"
+    assert paths.filesystem_type(Path("/proc/does/not/exist")) == "proc"
+    assert paths.is_tmpfs(Path("/proc")) is False
+    assert paths.tmpfs_warning(Path("/proc")) is not None
+
+
+def test_tmpfs_is_recognised() -> None:
+    # /dev/shm is tmpfs on Linux with glibc; skip the check where it is not.
+    if paths.filesystem_type(Path("/dev/shm")) != "tmpfs":
+        return
+    assert paths.is_tmpfs(Path("/dev/shm/podctl")) is True
+    assert paths.tmpfs_warning(Path("/dev/shm/podctl")) is None
