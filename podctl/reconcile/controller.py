@@ -37,6 +37,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("podctl.controller")
 
+RECHECK_AFTER_DIE_S = 0.3
+
 
 class Event(msgspec.Struct, frozen=True, kw_only=True):
     """Something that happened to an object, as `podctl events` shows it."""
@@ -139,6 +141,7 @@ class Controller:
         self.last_observed = ObservedState()
         self.passes = 0
         self._wake = anyio.Event()
+        self._recheck_at: float | None = None
         self._host: HostInfo | None = None
         self._converged = anyio.Event()
 
@@ -168,14 +171,26 @@ class Controller:
     async def _loop(self) -> None:
         delay: float = 0.0
         while True:
+            if self._recheck_at is not None:
+                delay = max(min(delay, self._recheck_at - time.monotonic()), 0.0)
             with anyio.move_on_after(delay):
                 await self._wake.wait()
             self._wake = anyio.Event()
+            if self._recheck_at is not None and time.monotonic() >= self._recheck_at:
+                self._recheck_at = None
             delay = await self.reconcile_once()
+
+    def _recheck_soon(self) -> None:
+        """The engine's container list can lag its own `die` event by a moment: a
+        snapshot taken right then still says "running". Look once more shortly."""
+        at = time.monotonic() + RECHECK_AFTER_DIE_S
+        if self._recheck_at is None or at < self._recheck_at:
+            self._recheck_at = at
 
     async def reconcile_once(self) -> float:
         """One observe-plan-apply pass; returns how long to sleep before the next."""
         self.passes += 1
+        log.debug("reconcile pass %d", self.passes)
         try:
             observed = await self.observe()
         except EngineError as exc:
@@ -292,7 +307,10 @@ class Controller:
         while True:
             try:
                 async for ev in self.runtime.events():
+                    log.debug("engine event %s %s %s", ev.kind, ev.action, ev.id[:12])
                     if ev.labels.get(labels.STACK) in {s.name for s in self.stacks}:
+                        if ev.action in ("die", "kill", "oom", "stop"):
+                            self._recheck_soon()
                         self.wake()
             except EngineError as exc:
                 log.debug("event stream dropped: %s", exc)

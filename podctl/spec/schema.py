@@ -22,23 +22,23 @@ Size = str | int  # "64Mi", "1Gi", "100M"; a bare number means bytes
 PortRef = int | str  # a number, or the name of one of the pod's `ports`
 
 
-class Resources(FileStruct):
+class Resources(FileStruct, frozen=True):
     cpus: float | None = None
     memory: Size | None = None
 
 
-class HttpCheck(FileStruct):
+class HttpCheck(FileStruct, frozen=True):
     port: PortRef
     path: str = "/"
     scheme: Literal["http", "https"] = "http"
     headers: dict[str, str] = {}
 
 
-class TcpCheck(FileStruct):
+class TcpCheck(FileStruct, frozen=True):
     port: PortRef
 
 
-class Probe(FileStruct):
+class Probe(FileStruct, frozen=True):
     """Exactly one of http, tcp, exec; thresholds default as in Kubernetes."""
 
     http: HttpCheck | None = None
@@ -51,12 +51,12 @@ class Probe(FileStruct):
     failure_threshold: int | None = None
 
 
-class Rollout(FileStruct):
+class Rollout(FileStruct, frozen=True):
     max_surge: int | str = 1  # a count or a percentage ("25%")
     max_unavailable: int | str = 0
 
 
-class Mount(FileStruct):
+class Mount(FileStruct, frozen=True):
     """One of volume, bind, config, secret; `path` is where it appears in the container."""
 
     volume: str | None = None
@@ -70,7 +70,7 @@ class Mount(FileStruct):
     gid: int | None = None
 
 
-class EnvFrom(FileStruct):
+class EnvFrom(FileStruct, frozen=True):
     """An env value taken from a config or a secret (explicit opt-in to env delivery)."""
 
     config: str | None = None
@@ -80,7 +80,7 @@ class EnvFrom(FileStruct):
 EnvValue = Scalar | EnvFrom
 
 
-class Pod(FileStruct):
+class Pod(FileStruct, frozen=True):
     image: str | None = None
     build: str | None = None
     command: list[str] | str | None = None
@@ -106,29 +106,29 @@ class Pod(FileStruct):
     pids_limit: int | None = None
 
 
-class Service(FileStruct):
+class Service(FileStruct, frozen=True):
     pod: str
     target: PortRef
     port: int | None = None
     bind: str | None = None
 
 
-class Config(FileStruct):
+class Config(FileStruct, frozen=True):
     file: str | None = None
     data: str | None = None
 
 
-class Secret(FileStruct):
+class Secret(FileStruct, frozen=True):
     file: str | None = None
     env: str | None = None
 
 
-class Volume(FileStruct):
+class Volume(FileStruct, frozen=True):
     driver: str | None = None
     options: dict[str, str] = {}
 
 
-class StackFile(FileStruct):
+class StackFile(FileStruct, frozen=True):
     name: str
     variables: dict[str, Scalar] = {}
     pods: dict[str, Pod] = {}

@@ -118,7 +118,8 @@ def test_max_unavailable_allows_in_place_replacement() -> None:
         pod(revision="rev2bbbbbbbb", rollout=RolloutSpec(max_surge=0, max_unavailable=1))
     )
     assert render(desired, obs) == (
-        "[] -> #1 container:shop-web-0-rev1aa, RemoveContainer, template changed (revision rev2bb)\n"
+        "[] -> #1 container:shop-web-0-rev1aa, RemoveContainer,"
+        " template changed (revision rev2bb)\n"
         "[1] -> #2 pod:shop/web/0, RunContainer, template changed (revision rev2bb)"
     )
 
@@ -208,7 +209,7 @@ def test_dependency_not_ready_holds_creation() -> None:
         [desired], observed(db), {db.id: ContainerHealth(started=True, ready=False)}, Ledger(), NOW
     )
     assert p.render() == ""
-    api = [s for s in p.status if s.pod == "api"][0]
+    api = next(s for s in p.status if s.pod == "api")
     assert (api.phase, api.reason) == ("Pending", "WaitingFor db")
     p = plan(
         [desired], observed(db), {db.id: ContainerHealth(started=True, ready=True)}, Ledger(), NOW
