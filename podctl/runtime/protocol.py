@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Literal, Protocol
 import msgspec
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncGenerator
 
 ContainerState = Literal["created", "running", "paused", "restarting", "removing", "exited", "dead"]
 
@@ -154,12 +154,16 @@ class Runtime(Protocol):
 
     async def exec(self, container_id: str, command: list[str], timeout_s: float) -> ExecResult: ...
 
-    def events(self) -> AsyncIterator[EngineEvent]:
-        """Events of podctl-labelled objects. Ends or raises when the stream drops."""
+    def events(self) -> AsyncGenerator[EngineEvent, None]:
+        """Events of podctl-labelled objects. Ends or raises when the stream drops.
+
+        An async generator: wrap it in `contextlib.aclosing` to release the stream
+        promptly when you stop reading early.
+        """
         ...
 
     def logs(
         self, container_id: str, *, follow: bool = False, tail: int | None = None
-    ) -> AsyncIterator[bytes]: ...
+    ) -> AsyncGenerator[bytes, None]: ...
 
     async def close(self) -> None: ...

@@ -1,0 +1,105 @@
+"""Fixtures for tests against the real Docker engine (marker `docker`).
+
+- `seeded_images` (session): runs `scripts/seed-image` once, so `busybox:1.36`
+  exists without a registry.
+- `stack_name`: a unique stack name per test (`t-<hex>`); every object a test
+  creates carries it in `io.podctl.stack`.
+- `docker_cleanup` (autouse for `docker` tests): after the test, pass or fail,
+  force-removes every container, network and volume labelled with the test's
+  stack name, plus any stack registered with `docker_cleanup.add(name)`.
+- `docker_runtime`: a `DockerRuntime`, closed after the test.
+
+Cleanup goes through the `docker` CLI on purpose: it must work even when the
+runtime under test is broken or its event loop is gone.
+"""
+
+from __future__ import annotations
+
+import secrets
+import subprocess
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from podctl import labels
+from podctl.runtime.docker import DockerRuntime
+
+ROOT = Path(__file__).resolve().parents[2]
+SEED_IMAGE = ROOT / "scripts" / "seed-image"
+BUSYBOX = "busybox:1.36"
+
+
+def _docker(*args: str) -> list[str]:
+    proc = subprocess.run(
+        ["docker", *args], capture_output=True, text=True, timeout=120, check=False
+    )
+    return [line for line in proc.stdout.split() if line]
+
+
+def remove_stack_objects(stack: str) -> None:
+    """Force-remove everything labelled with `stack` (containers first, then networks)."""
+    selector = f"label={labels.STACK}={stack}"
+    containers = _docker("ps", "-aq", "--filter", selector)
+    if containers:
+        _docker("rm", "-f", *containers)
+    networks = _docker("network", "ls", "-q", "--filter", selector)
+    if networks:
+        _docker("network", "rm", *networks)
+    volumes = _docker("volume", "ls", "-q", "--filter", selector)
+    if volumes:
+        _docker("volume", "rm", "-f", *volumes)
+
+
+class StackCleanup:
+    """Stack names whose Docker objects are removed when the test ends."""
+
+    def __init__(self) -> None:
+        self.stacks: list[str] = []
+
+    def add(self, stack: str) -> str:
+        self.stacks.append(stack)
+        return stack
+
+    def run(self) -> None:
+        for stack in self.stacks:
+            remove_stack_objects(stack)
+
+
+@pytest.fixture(scope="session")
+def seeded_images() -> list[str]:
+    """Images the integration tests use, present locally (pulled or seeded)."""
+    proc = subprocess.run(
+        [str(SEED_IMAGE), BUSYBOX], capture_output=True, text=True, timeout=300, check=False
+    )
+    if proc.returncode != 0:
+        pytest.fail(f"scripts/seed-image failed:\n{proc.stdout}{proc.stderr}")
+    return [BUSYBOX]
+
+
+@pytest.fixture
+def stack_name() -> str:
+    return f"t-{secrets.token_hex(4)}"
+
+
+@pytest.fixture(autouse=True)
+def docker_cleanup(request: pytest.FixtureRequest) -> Iterator[StackCleanup]:
+    cleanup = StackCleanup()
+    is_docker_test = request.node.get_closest_marker("docker") is not None
+    if is_docker_test:
+        cleanup.add(request.getfixturevalue("stack_name"))
+    try:
+        yield cleanup
+    finally:
+        cleanup.run()
+
+
+@pytest.fixture
+async def docker_runtime(
+    anyio_backend: str, seeded_images: list[str]
+) -> AsyncIterator[DockerRuntime]:
+    runtime = DockerRuntime()
+    try:
+        yield runtime
+    finally:
+        await runtime.close()
