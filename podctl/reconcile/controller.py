@@ -37,7 +37,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("podctl.controller")
 
-RECHECK_AFTER_DIE_S = 0.3
+RECHECK_AFTER_DIE_S = 0.25
+DYING_PATIENCE_S = 10.0
 
 
 class Event(msgspec.Struct, frozen=True, kw_only=True):
@@ -141,7 +142,9 @@ class Controller:
         self.last_observed = ObservedState()
         self.passes = 0
         self._wake = anyio.Event()
-        self._recheck_at: float | None = None
+        # Containers the engine said died, until a snapshot agrees: id -> (event time,
+        # monotonic deadline).
+        self._dying: dict[str, tuple[float, float]] = {}
         self._host: HostInfo | None = None
         self._converged = anyio.Event()
 
@@ -171,21 +174,24 @@ class Controller:
     async def _loop(self) -> None:
         delay: float = 0.0
         while True:
-            if self._recheck_at is not None:
-                delay = max(min(delay, self._recheck_at - time.monotonic()), 0.0)
             with anyio.move_on_after(delay):
                 await self._wake.wait()
             self._wake = anyio.Event()
-            if self._recheck_at is not None and time.monotonic() >= self._recheck_at:
-                self._recheck_at = None
             delay = await self.reconcile_once()
+            if self._dying:
+                delay = min(delay, RECHECK_AFTER_DIE_S)
 
-    def _recheck_soon(self) -> None:
-        """The engine's container list can lag its own `die` event by a moment: a
-        snapshot taken right then still says "running". Look once more shortly."""
-        at = time.monotonic() + RECHECK_AFTER_DIE_S
-        if self._recheck_at is None or at < self._recheck_at:
-            self._recheck_at = at
+    def _settle_dying(self, observed: ObservedState) -> None:
+        """The engine's container list can lag its own `die` event (under load, by
+        a second or more): a snapshot taken then still says "running". Until the
+        snapshot agrees that a container died, keep looking (bounded)."""
+        now = time.monotonic()
+        states = {c.id: c for c in observed.containers}
+        for cid, (died_at, give_up) in list(self._dying.items()):
+            c = states.get(cid)
+            settled = c is None or c.state != "running" or (c.started_at or 0.0) > died_at
+            if settled or now > give_up:
+                del self._dying[cid]
 
     async def reconcile_once(self) -> float:
         """One observe-plan-apply pass; returns how long to sleep before the next."""
@@ -197,6 +203,7 @@ class Controller:
             self._engine_down(exc)
             return 2.0
         self._engine_up()
+        self._settle_dying(observed)
         self.prober.sync(self._probe_targets(observed))
         the_plan = plan(self.stacks, observed, self.prober.view(), self.ledger, self.clock())
         self.last_plan = the_plan
@@ -309,8 +316,8 @@ class Controller:
                 async for ev in self.runtime.events():
                     log.debug("engine event %s %s %s", ev.kind, ev.action, ev.id[:12])
                     if ev.labels.get(labels.STACK) in {s.name for s in self.stacks}:
-                        if ev.action in ("die", "kill", "oom", "stop"):
-                            self._recheck_soon()
+                        if ev.action == "die":
+                            self._dying[ev.id] = (ev.time, time.monotonic() + DYING_PATIENCE_S)
                         self.wake()
             except EngineError as exc:
                 log.debug("event stream dropped: %s", exc)

@@ -28,6 +28,7 @@ DEFAULT_STATE_DIR = Path("/var/lib/podctl")
 SOCKET_NAME = "podctl.sock"
 STACKS_DIR = "stacks"
 
+SHM_RUNTIME_DIR = Path("/dev/shm/podctl")
 PRIVATE_DIR_MODE = 0o700
 PRIVATE_FILE_MODE = 0o600
 
@@ -41,12 +42,18 @@ def _env(environ: Mapping[str, str] | None) -> Mapping[str, str]:
 
 
 def runtime_dir(environ: Mapping[str, str] | None = None) -> Path:
-    """$PODCTL_RUNTIME_DIR, else $XDG_RUNTIME_DIR/podctl, else /run/podctl."""
+    """$PODCTL_RUNTIME_DIR, else $XDG_RUNTIME_DIR/podctl, else /run/podctl.
+
+    Secrets are materialised here, so it must be memory-backed: where /run is
+    not tmpfs (some containers and VMs), /dev/shm/podctl is used instead.
+    """
     env = _env(environ)
     if env.get(ENV_RUNTIME_DIR):
         return Path(env[ENV_RUNTIME_DIR])
     if env.get("XDG_RUNTIME_DIR"):
         return Path(env["XDG_RUNTIME_DIR"]) / "podctl"
+    if is_tmpfs(DEFAULT_RUNTIME_DIR.parent) is False and is_tmpfs(SHM_RUNTIME_DIR.parent):
+        return SHM_RUNTIME_DIR
     return DEFAULT_RUNTIME_DIR
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -61,10 +62,14 @@ class Podctl:
         self.env.update(
             PODCTL_SOCKET=str(tmp / "podctl.sock"),
             PODCTL_STATE_DIR=str(tmp / "state"),
-            PODCTL_RUNTIME_DIR=str(tmp / "run"),
+            # Secrets are materialised here: tmpfs, like the default location.
+            PODCTL_RUNTIME_DIR=str(Path("/dev/shm") / f"podctl-test-{tmp.name}-{os.getpid()}"),
         )
         self.proc: subprocess.Popen[bytes] | None = None
         self.log = tmp / "podctl-run.log"
+
+    def cli_prefix(self) -> list[str]:
+        return [sys.executable, "-m", "podctl"]
 
     def cli(
         self, *args: str, check: bool = False, timeout: float = 60
@@ -85,7 +90,7 @@ class Podctl:
     def start(self, *files: Path | str, extra: tuple[str, ...] = ("--no-watch",)) -> None:
         out = self.log.open("ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "podctl", "run", *map(str, files), *extra],
+            [sys.executable, "-m", "podctl", "run", "-v", *map(str, files), *extra],
             stdout=out,
             stderr=subprocess.STDOUT,
             env=self.env,
@@ -145,3 +150,4 @@ class Podctl:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(10)
+        shutil.rmtree(self.env["PODCTL_RUNTIME_DIR"], ignore_errors=True)

@@ -14,11 +14,12 @@ from podctl.storage import paths
 def test_runtime_dir_prefers_podctl_then_xdg_then_run() -> None:
     assert paths.runtime_dir({"PODCTL_RUNTIME_DIR": "/x", "XDG_RUNTIME_DIR": "/y"}) == Path("/x")
     assert paths.runtime_dir({"XDG_RUNTIME_DIR": "/run/user/1000"}) == Path("/run/user/1000/podctl")
-    assert paths.runtime_dir({}) == Path("/run/podctl")
+    default = paths.runtime_dir({})
+    assert default in (Path("/run/podctl"), Path("/dev/shm/podctl"))
+    # Memory-backed: /run when it is tmpfs, else /dev/shm.
+    assert paths.is_tmpfs(default.parent) is not False
     # An empty variable counts as unset, as in the XDG spec.
-    assert paths.runtime_dir({"PODCTL_RUNTIME_DIR": "", "XDG_RUNTIME_DIR": ""}) == Path(
-        "/run/podctl"
-    )
+    assert paths.runtime_dir({"PODCTL_RUNTIME_DIR": "", "XDG_RUNTIME_DIR": ""}) == default
 
 
 def test_state_dir_prefers_podctl_then_xdg_then_var_lib() -> None:
@@ -33,7 +34,7 @@ def test_socket_path_defaults_under_runtime_dir() -> None:
     assert paths.socket_path({"PODCTL_SOCKET": "/tmp/p.sock"}) == Path("/tmp/p.sock")
     assert paths.socket_path({"PODCTL_RUNTIME_DIR": "/r"}) == Path("/r/podctl.sock")
     assert paths.socket_path({"XDG_RUNTIME_DIR": "/u"}) == Path("/u/podctl/podctl.sock")
-    assert paths.socket_path({}) == Path("/run/podctl/podctl.sock")
+    assert paths.socket_path({}) == paths.runtime_dir({}) / "podctl.sock"
 
 
 def test_resolvers_read_os_environ_by_default(
