@@ -146,7 +146,8 @@ class Controller:
         # monotonic deadline).
         self._dying: dict[str, tuple[float, float]] = {}
         self._host: HostInfo | None = None
-        self._converged = anyio.Event()
+        self.converged = False
+        self._pass_done = anyio.Event()
 
     # -- wiring ------------------------------------------------------------
 
@@ -211,11 +212,11 @@ class Controller:
         for observer in self.observers:
             observer(self.stacks, observed, the_plan)
         if not the_plan.steps:
-            self._converged.set()
+            self._finish_pass(converged=True)
             if the_plan.requeue_after is not None:
                 return min(the_plan.requeue_after, self.resync_s)
             return self.resync_s
-        self._converged = anyio.Event()
+        self._finish_pass(converged=False)
         outcomes = await apply(the_plan, self._apply_context(observed))
         if self.on_ledger_change is not None:
             self.ledger.forget_missing({c.id for c in observed.containers})
@@ -227,8 +228,15 @@ class Controller:
             return 1.0  # back off a little before retrying what failed
         return 0.0  # look again at once: the steps changed the world
 
+    def _finish_pass(self, *, converged: bool) -> None:
+        self.converged = converged
+        self._pass_done.set()
+        self._pass_done = anyio.Event()
+
     async def wait_converged(self) -> None:
-        await self._converged.wait()
+        """Until a pass finds nothing to do (for tests and `podctl run` start-up)."""
+        while not self.converged:
+            await self._pass_done.wait()
 
     def _apply_context(self, observed: ObservedState) -> ApplyContext:
         ctx = ApplyContext(
