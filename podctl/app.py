@@ -434,11 +434,11 @@ class Instance:
             for st in self.controller.stacks
         ]
 
-    def find(self, name: str) -> ReplicaStatus | None:
-        return find_replica(self.controller.status(), name)
-
     def describe_pod(self, name: str) -> Reply:
-        s = self.find(name)
+        try:
+            s = find_replica(self.controller.status(), name)
+        except LookupError as exc:
+            return Reply(ok=False, error=str(exc))
         if s is None:
             return Reply(ok=False, error=f"no pod replica named {name!r} (see `podctl get pods`)")
         stack = next((st for st in self.controller.stacks if st.name == s.stack), None)
@@ -529,7 +529,11 @@ class _ProberAdapter:
 
 
 def find_replica(status: Sequence[ReplicaStatus], name: str) -> ReplicaStatus | None:
-    """Resolve what a user types: the container name, `pod-N`, `stack/pod-N`, or an id prefix."""
+    """Resolve what a user types: the container name, `pod-N`, `stack/pod-N`, or an id prefix.
+
+    A short name that matches replicas of several stacks is refused (LookupError)
+    rather than guessed: `podctl exec web-0 -- rm ...` must not hit another stack.
+    """
     stack = None
     short = name
     if "/" in name:
@@ -539,14 +543,18 @@ def find_replica(status: Sequence[ReplicaStatus], name: str) -> ReplicaStatus | 
         if s.name == short:
             return s
     matches = [s for s in candidates if f"{s.pod}-{s.replica}" == short]
-    if matches:
-        # During a roll two containers share a slot: prefer the ready, then the newest.
-        return max(matches, key=lambda s: (s.ready, s.container_id is not None, s.started_at or 0))
-    if len(short) >= 4:
-        for s in candidates:
-            if s.container_id and s.container_id.startswith(short):
-                return s
-    return None
+    if not matches and len(short) >= 4:
+        matches = [s for s in candidates if s.container_id and s.container_id.startswith(short)]
+    stacks = sorted({s.stack for s in matches})
+    if len(stacks) > 1:
+        raise LookupError(
+            f"{name!r} is ambiguous: it exists in stacks {', '.join(stacks)}; "
+            f"say {stacks[0]}/{short}"
+        )
+    if not matches:
+        return None
+    # During a roll two containers share a slot: prefer the ready, then the newest.
+    return max(matches, key=lambda s: (s.ready, s.container_id is not None, s.started_at or 0))
 
 
 def configure_logging(verbose: bool, redactor: Redactor | None) -> None:

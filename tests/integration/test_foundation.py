@@ -302,15 +302,15 @@ def test_logs_exec_and_describe(pc: Podctl, tmp_path: Path, stack_name: str) -> 
     assert "started-talker-0" in wait_for(
         "log line",
         lambda: (
-            pc.cli("logs", "talker-0").stdout
-            if "started" in pc.cli("logs", "talker-0").stdout
+            pc.cli("logs", f"{stack_name}/talker-0").stdout
+            if "started" in pc.cli("logs", f"{stack_name}/talker-0").stdout
             else None
         ),
         10,
     )
-    proc = pc.cli("exec", "talker-0", "--", "sh", "-c", "exit 7")
+    proc = pc.cli("exec", f"{stack_name}/talker-0", "--", "sh", "-c", "exit 7")
     assert proc.returncode == 7
-    desc = pc.cli("describe", "pod", "talker-0", check=True).stdout
+    desc = pc.cli("describe", "pod", f"{stack_name}/talker-0", check=True).stdout
     assert "phase: Running" in desc
     events = pc.cli("events", stack_name, check=True).stdout
     assert "Started" in events

@@ -79,7 +79,7 @@ def test_volume_data_survives_replacement_and_podctl_restart(
     stack = storage_stack(tmp_path, stack_name)
     pc.start(stack)
     pc.wait_ready(stack_name, 2)
-    pc.cli("exec", "store-0", "--", "sh", "-c", "echo kept > /data/file", check=True)
+    pc.cli("exec", f"{stack_name}/store-0", "--", "sh", "-c", "echo kept > /data/file", check=True)
     (store,) = [p for p in pc.pods(stack_name) if p["pod"] == "store"]
     docker("kill", store["container_id"])
     wait_for(
@@ -89,13 +89,19 @@ def test_volume_data_survives_replacement_and_podctl_restart(
         ),
         10,
     )
-    assert pc.cli("exec", "store-0", "--", "cat", "/data/file", check=True).stdout == "kept\n"
+    assert (
+        pc.cli("exec", f"{stack_name}/store-0", "--", "cat", "/data/file", check=True).stdout
+        == "kept\n"
+    )
     pc.stop()  # containers removed, volume kept
     assert stack_containers(stack_name) == []
     assert docker("volume", "ls", "-q", "--filter", f"label=io.podctl.stack={stack_name}")
     pc.start(stack)
     pc.wait_ready(stack_name, 2)
-    assert pc.cli("exec", "store-0", "--", "cat", "/data/file", check=True).stdout == "kept\n"
+    assert (
+        pc.cli("exec", f"{stack_name}/store-0", "--", "cat", "/data/file", check=True).stdout
+        == "kept\n"
+    )
 
 
 def test_secret_file_mode_tmpfs_and_never_in_env(
@@ -103,9 +109,20 @@ def test_secret_file_mode_tmpfs_and_never_in_env(
 ) -> None:
     pc.start(storage_stack(tmp_path, stack_name))
     pc.wait_ready(stack_name, 2)
-    out = pc.cli("exec", "store-0", "--", "stat", "-c", "%a", "/run/secrets/tls-key", check=True)
+    out = pc.cli(
+        "exec",
+        f"{stack_name}/store-0",
+        "--",
+        "stat",
+        "-c",
+        "%a",
+        "/run/secrets/tls-key",
+        check=True,
+    )
     assert out.stdout.strip() == "400"
-    content = pc.cli("exec", "store-0", "--", "cat", "/run/secrets/tls-key", check=True).stdout
+    content = pc.cli(
+        "exec", f"{stack_name}/store-0", "--", "cat", "/run/secrets/tls-key", check=True
+    ).stdout
     assert content == f"{CANARY}\n"
     (store,) = [p for p in pc.pods(stack_name) if p["pod"] == "store"]
     inspect = json.loads(docker("inspect", store["container_id"]))[0]
@@ -181,7 +198,7 @@ def test_config_edit_rolls_only_pods_that_mount_it(
     stack = storage_stack(tmp_path, stack_name)
     pc.start(stack, extra=())  # hot reload on
     pods = {p["pod"]: p for p in pc.wait_ready(stack_name, 2)}
-    page = pc.cli("exec", "site-0", "--", "cat", "/www/index.html", check=True).stdout
+    page = pc.cli("exec", f"{stack_name}/site-0", "--", "cat", "/www/index.html", check=True).stdout
     assert page == "<h1>version one</h1>\n"
     (tmp_path / "site" / "index.html").write_text("<h1>version two</h1>\n")
 
@@ -194,7 +211,7 @@ def test_config_edit_rolls_only_pods_that_mount_it(
 
     now = wait_for("site to roll to the new config", rolled, 30)
     assert now["store"]["container_id"] == pods["store"]["container_id"]
-    page = pc.cli("exec", "site-0", "--", "cat", "/www/index.html", check=True).stdout
+    page = pc.cli("exec", f"{stack_name}/site-0", "--", "cat", "/www/index.html", check=True).stdout
     assert page == "<h1>version two</h1>\n"
 
 
@@ -243,5 +260,5 @@ def test_read_only_root_with_tmp(pc: Podctl, tmp_path: Path, stack_name: str) ->
     )
     pc.start(stack)
     pc.wait_ready(stack_name, 1)
-    assert pc.cli("exec", "locked-0", "--", "touch", "/etc/x").returncode != 0
-    assert pc.cli("exec", "locked-0", "--", "touch", "/tmp/x").returncode == 0
+    assert pc.cli("exec", f"{stack_name}/locked-0", "--", "touch", "/etc/x").returncode != 0
+    assert pc.cli("exec", f"{stack_name}/locked-0", "--", "touch", "/tmp/x").returncode == 0

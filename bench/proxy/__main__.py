@@ -1,0 +1,3 @@
+from bench.proxy.run import main
+
+main()
