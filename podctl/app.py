@@ -29,6 +29,8 @@ from podctl.api.schema import (
 from podctl.api.server import serve
 from podctl.health.prober import ProberSupervisor, ProbeTarget
 from podctl.health.store import HealthStore
+from podctl.net.metrics import MetricsServer
+from podctl.net.metrics import render as render_metrics
 from podctl.net.proxy import Endpoint
 from podctl.net.proxyset import ListenAddress, ProxySet, ServiceBinding
 from podctl.reconcile.controller import Controller
@@ -130,6 +132,7 @@ class Instance:
         watch: bool = True,
         keep: bool = False,
         redactor: Redactor | None = None,
+        metrics: tuple[str, int] | None = None,
         clock: Any = time.time,
     ) -> None:
         self.runtime = runtime
@@ -141,6 +144,7 @@ class Instance:
         self.watch = watch
         self.keep = keep
         self.redactor = redactor
+        self.metrics = metrics
         self.clock = clock
         self.health = HealthStore(on_change=lambda stack: self.controller.wake())
         self.prober = ProberSupervisor(runtime, self.health, clock)
@@ -150,6 +154,7 @@ class Instance:
         self._bindings_changed = anyio.Event()
         self._service_listen: dict[str, tuple[str | None, str | None]] = {}
         self._listen_errors: dict[str, str] = {}
+        self._warned: set[str] = set()
         ledger = self._load_ledger()
         self.controller = Controller(
             runtime,
@@ -210,6 +215,17 @@ class Instance:
                 listen = []
                 host = in_stack = None
                 if svc.port is not None:
+                    if (
+                        svc.bind not in ("127.0.0.1", "::1", "localhost")
+                        and key not in self._warned
+                    ):
+                        self._warned.add(key)
+                        log.warning(
+                            "service %s listens on %s:%d: reachable from other hosts",
+                            key,
+                            svc.bind,
+                            svc.port,
+                        )
                     listen.append(ListenAddress(svc.bind, svc.port))
                     host = f"{svc.bind}:{svc.port}"
                 if net is not None and net.gateway:
@@ -262,6 +278,13 @@ class Instance:
 
             tg.start_soon(controller_main)
             tg.start_soon(self._keep_listeners)
+            metrics_server = None
+            if self.metrics is not None:
+                metrics_server = MetricsServer(
+                    *self.metrics, source=lambda: render_metrics(self.proxies.stats())
+                )
+                await metrics_server.start()
+                log.info("metrics on http://%s:%d/metrics", *self.metrics)
             if self.watch:
                 tg.start_soon(self._watch_files)
             with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
@@ -269,6 +292,8 @@ class Instance:
                     log.info("received %s: stopping", signal.Signals(signum).name)
                     break
             controller_scope.cancel()
+            if metrics_server is not None:
+                await metrics_server.close()
             await self._shutdown()
             tg.cancel_scope.cancel()
         return 0

@@ -137,11 +137,31 @@ def run(
         bool, typer.Option("--keep", help="leave containers running on exit, to be adopted")
     ] = False,
     verbose: Annotated[bool, typer.Option("-v", "--verbose")] = False,
+    metrics: Annotated[
+        str | None,
+        typer.Option(
+            "--metrics", help="serve Prometheus metrics at HOST:PORT (e.g. 127.0.0.1:9100)"
+        ),
+    ] = None,
 ) -> None:
     """Run stacks in the foreground: reconcile, probe, proxy, hot-reload."""
     from podctl.cli.runner import run_foreground
 
-    code = run_foreground(files, _overrides(set_), watch=not no_watch, keep=keep, verbose=verbose)
+    metrics_addr = None
+    if metrics is not None:
+        host, _, port = metrics.rpartition(":")
+        if not host or not port.isdigit():
+            raise _fail(f"--metrics {metrics}: expected HOST:PORT", EXIT_BAD_INPUT)
+        metrics_addr = (host, int(port))
+
+    code = run_foreground(
+        files,
+        _overrides(set_),
+        watch=not no_watch,
+        keep=keep,
+        verbose=verbose,
+        metrics=metrics_addr,
+    )
     raise typer.Exit(code)
 
 

@@ -18,7 +18,13 @@ log = logging.getLogger("podctl")
 
 
 def run_foreground(
-    files: list[Path], overrides: dict[str, str], *, watch: bool, keep: bool, verbose: bool
+    files: list[Path],
+    overrides: dict[str, str],
+    *,
+    watch: bool,
+    keep: bool,
+    verbose: bool,
+    metrics: tuple[str, int] | None = None,
 ) -> int:
     from podctl.app import Instance, configure_logging, secret_values
     from podctl.spec import load_stacks
@@ -57,6 +63,7 @@ def run_foreground(
                 watch=watch,
                 keep=keep,
                 redactor=redactor,
+                metrics=metrics,
             )
             names = ", ".join(s.name for s in stacks)
             log.info("running stacks: %s (control socket %s)", names, paths.socket_path())

@@ -314,3 +314,26 @@ def test_logs_exec_and_describe(pc: Podctl, tmp_path: Path, stack_name: str) -> 
     assert "phase: Running" in desc
     events = pc.cli("events", stack_name, check=True).stdout
     assert "Started" in events
+
+
+def test_hot_reload_applies_valid_edits_and_keeps_last_good_state(
+    pc: Podctl, tmp_path: Path, stack_name: str
+) -> None:
+    path = web_stack(tmp_path, stack_name, replicas=2)
+    pc.start(path, extra=())  # watch on
+    before = {p["container_id"] for p in pc.wait_ready(stack_name, 2)}
+    web_stack(tmp_path, stack_name, replicas=3)
+    after = pc.wait_ready(stack_name, 3)
+    assert before <= {p["container_id"] for p in after}  # scaling recreates nothing
+    good = path.read_text()
+    path.write_text(good.replace("image:", "imgae:"))
+    wait_for("the invalid edit reported", lambda: "did you mean" in pc.output(), 10)
+    assert f"{path}:" in pc.output()
+    time.sleep(1.0)
+    assert len([p for p in pc.pods(stack_name) if p["ready"]]) == 3
+    assert (
+        "Invalid" in pc.cli("events", stack_name, check=True).stdout
+        or "Invalid" in pc.cli("events", check=True).stdout
+    )
+    path.write_text(good.replace("replicas: 3", "replicas: 1"))
+    wait_for("the fixed file applied", lambda: len(stack_containers(stack_name)) == 1, 20)

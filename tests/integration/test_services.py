@@ -231,3 +231,23 @@ def test_port_conflict_is_reported_and_other_services_start(
         assert fetch(free).startswith("web-0")
     finally:
         taken.close()
+
+
+def test_metrics_endpoint_counts_connections(pc: Podctl, tmp_path: Path, stack_name: str) -> None:
+    port, metrics = free_port(), free_port()
+    pc.start(
+        web_stack(tmp_path, stack_name, port, replicas=2),
+        extra=("--no-watch", "--metrics", f"127.0.0.1:{metrics}"),
+    )
+    pc.wait_ready(stack_name, 2)
+    wait_for("2 endpoints", lambda: len(pc.services(stack_name)[0]["endpoints"]) == 2, 10)
+    for _ in range(10):
+        fetch(port)
+    with urllib.request.urlopen(f"http://127.0.0.1:{metrics}/metrics", timeout=5) as r:
+        text = r.read().decode()
+    line = next(
+        ln
+        for ln in text.splitlines()
+        if ln.startswith("podctl_service_connections_total") and f"{stack_name}/web" in ln
+    )
+    assert float(line.rsplit(" ", 1)[1]) >= 10
