@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("podctl.controller")
 
 RECHECK_AFTER_DIE_S = 0.25
+ENGINE_WATCH_INTERVAL_S = 5.0
 DYING_PATIENCE_S = 10.0
 
 
@@ -123,6 +124,7 @@ class Controller:
         before_stop: Callable[[str, float], Any] | None = None,
         on_ledger_change: Callable[[Ledger], Awaitable[None]] | None = None,
         resync_s: float = defaults.RESYNC_INTERVAL_S,
+        engine_watch_s: float = ENGINE_WATCH_INTERVAL_S,
     ) -> None:
         self.runtime = runtime
         self.stacks: list[DesiredStack] = list(stacks)
@@ -136,6 +138,7 @@ class Controller:
         self.before_stop = before_stop
         self.on_ledger_change = on_ledger_change
         self.resync_s = resync_s
+        self.engine_watch_s = engine_watch_s
         self.engine_ok = True
         self.engine_error = ""
         self.last_plan = Plan()
@@ -169,6 +172,7 @@ class Controller:
     ) -> None:
         async with anyio.create_task_group() as tg:
             tg.start_soon(self._watch_events)
+            tg.start_soon(self._watch_engine)
             task_status.started()
             await self._loop()
 
@@ -317,6 +321,19 @@ class Controller:
             self.events.emit("", "engine", "EngineAvailable", "the engine answers again")
         self.engine_ok = True
         self.engine_error = ""
+
+    async def _watch_engine(self) -> None:
+        """Notice a hung engine within seconds, not only when a call times out, so
+        the CLI can say so while the controller waits; the proxy is unaffected."""
+        while True:
+            await anyio.sleep(self.engine_watch_s)
+            try:
+                await self.runtime.ping()
+            except EngineError as exc:
+                self._engine_down(exc)
+            else:
+                if not self.engine_ok:
+                    self.wake()  # it is back: converge now rather than at the next retry
 
     async def _watch_events(self) -> None:
         while True:

@@ -131,3 +131,21 @@ async def test_failed_create_is_retried(fake: FakeRuntime) -> None:
     await converge(c)
     assert len(fake.running("shop")) == 1
     assert any(e.reason == "Failed" for e in c.events.history())
+
+
+async def test_hung_engine_is_reported_while_the_loop_waits(fake: FakeRuntime) -> None:
+    c = Controller(fake, [stack(pod(replicas=1))], engine_watch_s=0.05)
+    async with anyio.create_task_group() as tg:
+        await tg.start(c.run)
+        with anyio.fail_after(5):
+            await c.wait_converged()
+            fake.hang("ping")
+            fake.hang("list_containers")
+            while c.engine_ok:
+                await anyio.sleep(0.02)
+            assert c.status()  # the last known state is still served
+            fake.release()
+            fake.clear_faults()
+            while not c.engine_ok:
+                await anyio.sleep(0.02)
+        tg.cancel_scope.cancel()
