@@ -20,7 +20,6 @@ import msgspec
 from podctl.api.schema import (
     EndpointRow,
     EventRow,
-    PodRow,
     Reply,
     Request,
     ServiceRow,
@@ -54,25 +53,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("podctl")
 
 LEDGER_FILE = "ledger.json"
-
-
-def pod_row(s: ReplicaStatus) -> PodRow:
-    return PodRow(
-        stack=s.stack,
-        pod=s.pod,
-        name=s.name,
-        container_id=s.container_id,
-        phase=s.phase,
-        ready=s.ready,
-        restarts=s.restarts,
-        revision=s.revision,
-        image=s.image,
-        reason=s.reason,
-        replica=s.replica,
-        ip=s.ip,
-        exit_code=s.exit_code,
-        started_at=s.started_at,
-    )
 
 
 class FilesForApply:
@@ -349,7 +329,7 @@ class Instance:
         if verb == "ping":
             return Reply(ok=True, data={"pid": os.getpid()}, engine=self._engine())
         if verb == "get_pods":
-            return self._reply([pod_row(s) for s in self._status(request.stack)])
+            return self._reply(self._status(request.stack))
         if verb == "get_services":
             return self._reply(self.service_rows(request.stack))
         if verb == "get_stacks":
@@ -477,7 +457,7 @@ class Instance:
         results = self.health.results(s.container_id) if s.container_id else []
         health_events = self.health.events(s.container_id) if s.container_id else []
         data = {
-            "pod": msgspec.to_builtins(pod_row(s)),
+            "pod": msgspec.to_builtins(s),
             "restart_policy": pod.restart if pod else None,
             "depends_on": list(pod.depends_on) if pod else [],
             "probes": probes,

@@ -11,28 +11,15 @@ from typing import Any, Literal
 
 import msgspec
 
-from podctl.reconcile.steps import Phase
+from podctl.reconcile.steps import ReplicaStatus
 
 
 class Row(msgspec.Struct, kw_only=True):
     """Base for output rows."""
 
 
-class PodRow(Row, kw_only=True):
-    stack: str
-    pod: str
-    name: str
-    container_id: str | None
-    phase: Phase
-    ready: bool
-    restarts: int
-    revision: str
-    image: str
-    reason: str | None
-    replica: int = 0
-    ip: str | None = None
-    exit_code: int | None = None
-    started_at: float | None = None
+# A pod replica as `get pods` shows it: exactly what the planner concluded.
+PodRow = ReplicaStatus
 
 
 class EndpointRow(Row, kw_only=True):

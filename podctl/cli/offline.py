@@ -88,26 +88,8 @@ async def get_stacks(rt: Runtime, stack: str | None) -> list[StackRow]:
 async def resolve(rt: Runtime, name: str) -> str:
     """Container id for what a user typed: container name, pod-N, stack/pod-N, id prefix."""
     from podctl.app import find_replica
-    from podctl.reconcile.steps import ReplicaStatus
 
-    rows = await get_pods(rt, None)
-    status = [
-        ReplicaStatus(
-            stack=r.stack,
-            pod=r.pod,
-            replica=r.replica,
-            name=r.name,
-            container_id=r.container_id,
-            phase=r.phase,
-            ready=r.ready,
-            restarts=0,
-            revision=r.revision,
-            image=r.image,
-            started_at=r.started_at,
-        )
-        for r in rows
-    ]
-    found = find_replica(status, name)
+    found = find_replica(await get_pods(rt, None), name)
     if found is None or found.container_id is None:
         raise LookupError(f"no pod replica named {name!r} (see `podctl get pods`)")
     return found.container_id

@@ -154,6 +154,8 @@ class HealthState:
             restart_reason=self._restart_reason,
             message=self._message(ready),
             last=tuple(self._last[k] for k in PROBE_KINDS if k in self._last),
+            # Lets the planner tell these results from those of another run.
+            started_at=self.started_at,
         )
 
     def _message(self, ready: bool) -> str:

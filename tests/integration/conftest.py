@@ -24,6 +24,7 @@ import pytest
 
 from podctl import labels
 from podctl.runtime.docker import DockerRuntime
+from tests.integration.harness import Podctl
 
 ROOT = Path(__file__).resolve().parents[2]
 SEED_IMAGE = ROOT / "scripts" / "seed-image"
@@ -103,3 +104,14 @@ async def docker_runtime(
         yield runtime
     finally:
         await runtime.close()
+
+
+@pytest.fixture
+def pc(tmp_path: Path, seeded_images: list[str]) -> Iterator[Podctl]:
+    """A podctl installation of the test's own (socket, state, runtime dir); its
+    `podctl run` process is killed when the test ends."""
+    p = Podctl(tmp_path)
+    try:
+        yield p
+    finally:
+        p.close()

@@ -6,7 +6,6 @@ import re
 import signal
 import textwrap
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,15 +13,6 @@ import pytest
 from tests.integration.harness import Podctl, docker, stack_containers, wait_for
 
 pytestmark = pytest.mark.docker
-
-
-@pytest.fixture
-def pc(tmp_path: Path, seeded_images: list[str]) -> Iterator[Podctl]:
-    p = Podctl(tmp_path)
-    try:
-        yield p
-    finally:
-        p.close()
 
 
 def write_stack(tmp_path: Path, text: str, name: str = "stack.yaml") -> Path:

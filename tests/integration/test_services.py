@@ -7,7 +7,6 @@ import socket
 import textwrap
 import time
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,15 +14,6 @@ import pytest
 from tests.integration.harness import Podctl, docker, free_port, wait_for
 
 pytestmark = pytest.mark.docker
-
-
-@pytest.fixture
-def pc(tmp_path: Path, seeded_images: list[str]) -> Iterator[Podctl]:
-    p = Podctl(tmp_path)
-    try:
-        yield p
-    finally:
-        p.close()
 
 
 def write(path: Path, text: str) -> Path:

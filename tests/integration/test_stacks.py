@@ -5,7 +5,6 @@ from __future__ import annotations
 import collections
 import shutil
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,15 +14,6 @@ from tests.integration.harness import Podctl, docker, free_port, stack_container
 pytestmark = pytest.mark.docker
 
 STACKS = Path(__file__).resolve().parents[2] / "stacks"
-
-
-@pytest.fixture
-def pc(tmp_path: Path, seeded_images: list[str]) -> Iterator[Podctl]:
-    p = Podctl(tmp_path)
-    try:
-        yield p
-    finally:
-        p.close()
 
 
 def get(port: int, path: str = "/") -> str:

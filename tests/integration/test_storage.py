@@ -19,15 +19,6 @@ CANARY = "canary-5ecret-value-93f1c2"
 
 
 @pytest.fixture
-def pc(tmp_path: Path, seeded_images: list[str]) -> Iterator[Podctl]:
-    p = Podctl(tmp_path)
-    try:
-        yield p
-    finally:
-        p.close()
-
-
-@pytest.fixture
 def volumes_cleanup(stack_name: str) -> Iterator[None]:
     yield
     for vol in docker(
