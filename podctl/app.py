@@ -113,6 +113,7 @@ class Instance:
         keep: bool = False,
         redactor: Redactor | None = None,
         metrics: tuple[str, int] | None = None,
+        kernel_fast_path: bool = False,
         clock: Any = time.time,
     ) -> None:
         self.runtime = runtime
@@ -128,7 +129,7 @@ class Instance:
         self.clock = clock
         self.health = HealthStore(on_change=lambda stack: self.controller.wake())
         self.prober = ProberSupervisor(runtime, self.health, clock)
-        self.proxies = ProxySet()
+        self.proxies = ProxySet(kernel_fast_path=kernel_fast_path)
         self.files = StackFiles()
         self._bindings: list[ServiceBinding] = []
         self._bindings_changed = anyio.Event()
@@ -210,7 +211,7 @@ class Instance:
                     host = f"{svc.bind}:{svc.port}"
                 if net is not None and net.gateway:
                     port = svc.port if svc.port is not None else svc.target_port
-                    listen.append(ListenAddress(net.gateway, port))
+                    listen.append(ListenAddress(net.gateway, port, kernel=False))
                     in_stack = f"{net.gateway}:{port}"
                 self._service_listen[key] = (host, in_stack)
                 bindings.append(ServiceBinding(name=key, listen=tuple(listen)))
@@ -249,6 +250,7 @@ class Instance:
     async def run(self) -> int:
         async with anyio.create_task_group() as tg:
             await tg.start(self.prober.run)
+            await tg.start(self.proxies.run)
             await tg.start(serve, self.socket_path, self)
             controller_scope = anyio.CancelScope()
 
@@ -331,12 +333,14 @@ class Instance:
         if verb == "get_pods":
             return self._reply(self._status(request.stack))
         if verb == "get_services":
+            await self.proxies.refresh_stats()
             return self._reply(self.service_rows(request.stack))
         if verb == "get_stacks":
             return self._reply(self.stack_rows())
         if verb == "describe_pod":
             return self.describe_pod(request.name or "")
         if verb == "describe_service":
+            await self.proxies.refresh_stats()
             rows = [
                 r
                 for r in self.service_rows(None)

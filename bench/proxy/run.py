@@ -122,6 +122,14 @@ def start_paths(
             [PY, "-m", "bench.proxy.serve", f"{b}:{iperf_port}", f"{r}:{echo_port}"], cwd=ROOT
         )
         paths.append(Path_("podctl proxy", b, r, [pr]))
+    if want("nft") and os.geteuid() == 0 and shutil.which("nft"):
+        # The kernel fast path: the same ProxySet with nftables DNAT (root only).
+        b, r = free_port(), free_port()
+        pr = spawn(
+            [PY, "-m", "bench.proxy.serve", "--kernel", f"{b}:{iperf_port}", f"{r}:{echo_port}"],
+            cwd=ROOT,
+        )
+        paths.append(Path_("podctl fast path (nft)", b, r, [pr]))
     dp = find_docker_proxy()
     if dp and want("docker-proxy"):
         b, r = free_port(), free_port()
@@ -234,10 +242,13 @@ def med(rows: list[dict[str, float]], key: str) -> float:
     return statistics.median(r[key] for r in rows) if rows else 0.0
 
 
-def table(paths: list[Path_], rounds: int, args: argparse.Namespace) -> str:
+def table(
+    paths: list[Path_], rounds: int, args: argparse.Namespace, load: tuple[float, float]
+) -> str:
     direct = paths[0].results
     out = [
-        f"Loopback, {os.cpu_count()} CPUs, {rounds} interleaved rounds, medians. "
+        f"Loopback, {os.cpu_count()} CPUs, load average {load[0]:.1f} before / "
+        f"{load[1]:.1f} after, {rounds} interleaved rounds, medians. "
         f"bulk: iperf3 {args.seconds:g} s; rr: 1 KiB echo over {args.conns} connections, "
         f"{args.seconds:g} s; conn: connect + 64 B echo + close, {args.conns} at a time, "
         f"{args.seconds:g} s. Ratios are to direct. CPU is the proxy's (% of one core) "
@@ -273,13 +284,14 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--seconds", type=float, default=3.0)
     ap.add_argument("--conns", type=int, default=16)
-    ap.add_argument("--only", help="comma-separated: podctl,docker-proxy,haproxy,socat")
+    ap.add_argument("--only", help="comma-separated: podctl,nft,docker-proxy,haproxy,socat")
     ap.add_argument("--no-write", action="store_true", help="print only; do not write results")
     args = ap.parse_args()
     for tool in ("iperf3", "cc"):
         if not shutil.which(tool):
             sys.exit(f"bench: {tool} is needed (apt-get install iperf3 gcc)")
     only = set(args.only.split(",")) if args.only else None
+    load0 = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as d, backends(Path(d)) as (iperf_port, echo_port):
         paths: list[Path_] = []
         try:
@@ -294,7 +306,7 @@ def main() -> None:
                             file=sys.stderr,
                         )
                         time.sleep(0.2)
-            text = table(paths, args.rounds, args)
+            text = table(paths, args.rounds, args, (load0, os.getloadavg()[0]))
         finally:
             for p in paths:
                 for pr in p.procs:

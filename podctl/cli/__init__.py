@@ -143,6 +143,14 @@ def run(
             "--metrics", help="serve Prometheus metrics at HOST:PORT (e.g. 127.0.0.1:9100)"
         ),
     ] = None,
+    kernel_proxy: Annotated[
+        bool,
+        typer.Option(
+            "--kernel-proxy",
+            help="serve host ports with nftables DNAT (root, nft) where possible; "
+            "the userspace proxy remains the fallback",
+        ),
+    ] = False,
 ) -> None:
     """Run stacks in the foreground: reconcile, probe, proxy, hot-reload."""
     from podctl.cli.runner import run_foreground
@@ -161,6 +169,7 @@ def run(
         keep=keep,
         verbose=verbose,
         metrics=metrics_addr,
+        kernel_fast_path=kernel_proxy,
     )
     raise typer.Exit(code)
 

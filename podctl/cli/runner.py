@@ -25,6 +25,7 @@ def run_foreground(
     keep: bool,
     verbose: bool,
     metrics: tuple[str, int] | None = None,
+    kernel_fast_path: bool = False,
 ) -> int:
     from podctl.app import Instance, configure_logging, secret_values
     from podctl.spec import load_stacks
@@ -64,6 +65,7 @@ def run_foreground(
                 keep=keep,
                 redactor=redactor,
                 metrics=metrics,
+                kernel_fast_path=kernel_fast_path,
             )
             names = ", ".join(s.name for s in stacks)
             log.info("running stacks: %s (control socket %s)", names, paths.socket_path())

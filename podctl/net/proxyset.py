@@ -7,6 +7,13 @@ entry pointing at the gateway) and gets only ready replicas. `apply()` is
 level-triggered like the controller: it opens what is missing (retrying a
 listener that failed last time), closes what is no longer wanted, and reports
 per-address errors without stopping the other services.
+
+With `kernel_fast_path=True` (root on Linux with nftables), the listen
+addresses a listener holds are also programmed as nftables DNAT rules
+(`podctl.net.nft`): new connections then bypass the proxy. The listeners stay
+open: they keep the port, and they serve whatever the kernel does not (no nft,
+nft refused the rules, no ready endpoint). The kernel's table follows the
+same `set_endpoints` calls; `run()` applies the changes in the background.
 """
 
 from __future__ import annotations
@@ -14,8 +21,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import anyio
+import anyio.abc
 
 from podctl import defaults
+from podctl.net.nft import KernelFastPath
 from podctl.net.proxy import Endpoint, ProxyBindError, ProxyStats, ServiceProxy
 
 
@@ -23,6 +32,10 @@ from podctl.net.proxy import Endpoint, ProxyBindError, ProxyStats, ServiceProxy
 class ListenAddress:
     host: str
     port: int
+    # May the kernel fast path serve this address? The in-stack listener on a
+    # network's gateway stays in userspace: DNAT back into the same bridge would
+    # need hairpin NAT for the replies.
+    kernel: bool = True
 
     def __str__(self) -> str:
         return f"{self.host}:{self.port}"
@@ -49,11 +62,24 @@ class ListenError:
 class ProxySet:
     """All service listeners. One event loop; not thread-safe."""
 
-    def __init__(self, *, drain_s: float = defaults.STOP_GRACE_S) -> None:
+    def __init__(
+        self,
+        *,
+        drain_s: float = defaults.STOP_GRACE_S,
+        kernel_fast_path: bool = False,
+        kernel: KernelFastPath | None = None,
+    ) -> None:
+        """`kernel_fast_path`: serve host ports with nftables DNAT where possible.
+
+        `kernel` replaces the `KernelFastPath` (tests); it implies the fast path.
+        """
         self._drain_s = drain_s  # how long a removed listener's connections may finish
         self._listeners: dict[tuple[str, ListenAddress], ServiceProxy] = {}
         self._endpoints: dict[str, tuple[Endpoint, ...]] = {}
         self._errors: dict[tuple[str, ListenAddress], ListenError] = {}
+        if kernel is None and kernel_fast_path:
+            kernel = KernelFastPath()
+        self.kernel = kernel
 
     async def apply(self, services: list[ServiceBinding]) -> list[ListenError]:
         """Open and close listeners to match `services`; return the addresses that failed."""
@@ -62,10 +88,15 @@ class ProxySet:
             for addr in svc.listen:
                 wanted[(svc.name, addr)] = svc
         gone = [self._listeners.pop(k) for k in list(self._listeners) if k not in wanted]
-        await _close_all(gone, self._drain_s)
         names = {svc.name for svc in services}
         for name in [n for n in self._endpoints if n not in names]:
             del self._endpoints[name]
+        if self.kernel is not None and gone:
+            # Take the DNAT rules of closing addresses away before the listeners go.
+            for name in {p.name for p in gone}:
+                self._kernel_update(name)
+            await self.kernel.sync()
+        await _close_all(gone, self._drain_s)
         self._errors = {}
         for key, svc in wanted.items():
             proxy = self._listeners.get(key)
@@ -91,7 +122,44 @@ class ProxySet:
                 self._errors[key] = ListenError(svc.name, addr, e.strerror or str(e))
                 continue
             self._listeners[key] = proxy
+        if self.kernel is not None:
+            for name in self.kernel.services() - names:
+                self.kernel.remove(name)
+            for svc in services:
+                self._kernel_update(svc.name)
+            await self.kernel.sync()
         return list(self._errors.values())
+
+    def _kernel_update(self, service: str) -> None:
+        """Point the kernel at `service`'s ready endpoints on the addresses it holds."""
+        if self.kernel is None:
+            return
+        # The bound address: the real port when a listener asked for port 0.
+        listen = [
+            proxy.address
+            for (n, addr), proxy in self._listeners.items()
+            if n == service and addr.kernel
+        ]
+        eps = self._endpoints.get(service, ())
+        if listen and eps:
+            self.kernel.set_endpoints(service, listen, eps)
+        else:
+            # No listener (the port belongs to someone else) or nothing ready: the proxy
+            # (or nobody) answers, never a stale DNAT rule.
+            self.kernel.remove(service)
+
+    async def run(
+        self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Keep the kernel fast path in step with `set_endpoints` (start it in a task group).
+
+        Without the fast path it only waits. On cancellation podctl's nft table is deleted.
+        """
+        if self.kernel is None:
+            task_status.started()
+            await anyio.sleep_forever()
+        else:
+            await self.kernel.run(task_status=task_status)
 
     def set_endpoints(self, service: str, endpoints: list[Endpoint] | tuple[Endpoint, ...]) -> None:
         """Swap the routing table of every listener of `service` (ready endpoints only)."""
@@ -100,9 +168,17 @@ class ProxySet:
         for (name, _), proxy in self._listeners.items():
             if name == service:
                 proxy.set_endpoints(table)
+        self._kernel_update(service)
 
     async def drain(self, service: str, key: str, timeout_s: float) -> int:
-        """Let connections of `service` to `key` finish for `timeout_s`, then reset them."""
+        """Let connections of `service` to `key` finish for `timeout_s`, then reset them.
+
+        With the fast path, first wait (up to `timeout_s`) until the kernel's
+        table no longer sends new connections to `key`. Connections the kernel
+        already DNAT'd cannot be reset from here: they end when the replica stops.
+        """
+        if self.kernel is not None:
+            await self.kernel.wait_synced(max(timeout_s, 1.0))
         total = 0
         for (name, _), proxy in list(self._listeners.items()):
             if name == service:
@@ -115,14 +191,36 @@ class ProxySet:
     def errors(self) -> list[ListenError]:
         return list(self._errors.values())
 
+    def kernel_serves(self, service: str) -> bool:
+        """True when nftables DNAT (not the proxy) takes `service`'s new connections."""
+        return self.kernel is not None and self.kernel.serves(service)
+
     def stats(self) -> dict[str, ProxyStats]:
-        """Counters per service, summed over its listeners."""
+        """Counters per service, summed over its listeners.
+
+        Connections the kernel DNAT'd count in `total` (as of the last
+        `refresh_stats`); their bytes and activity are not visible to podctl.
+        """
         out: dict[str, ProxyStats] = {}
         for (name, _), proxy in self._listeners.items():
             out[name] = out.get(name, ProxyStats()) + proxy.stats()
+        if self.kernel is not None:
+            for name, ks in self.kernel.stats().items():
+                if name in out:
+                    out[name] = out[name] + ProxyStats(total=ks.connections)
         return out
 
+    async def refresh_stats(self) -> None:
+        """Read the kernel's counters (one `nft` call); a no-op without the fast path."""
+        if self.kernel is not None:
+            await self.kernel.refresh()
+
     async def close(self, drain_s: float = 0.0) -> None:
+        if self.kernel is not None:
+            # First, so that new connections reach the closing listeners (and are refused)
+            # rather than being DNAT'd behind podctl's back.
+            with anyio.CancelScope(shield=True):
+                await self.kernel.close()
         listeners, self._listeners = self._listeners, {}
         await _close_all(list(listeners.values()), drain_s)
 

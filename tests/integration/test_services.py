@@ -241,3 +241,35 @@ def test_metrics_endpoint_counts_connections(pc: Podctl, tmp_path: Path, stack_n
         if ln.startswith("podctl_service_connections_total") and f"{stack_name}/web" in ln
     )
     assert float(line.rsplit(" ", 1)[1]) >= 10
+
+
+def test_kernel_fast_path_balances_ready_replicas(
+    pc: Podctl, tmp_path: Path, stack_name: str
+) -> None:
+    import shutil
+    import subprocess
+
+    assert shutil.which("nft"), "nftables (nft) is needed for the kernel fast path"
+    port = free_port()
+    pc.start(web_stack(tmp_path, stack_name, port), extra=("--no-watch", "--kernel-proxy"))
+    pc.wait_ready(stack_name, 3)
+    wait_for("3 endpoints", lambda: len(pc.services(stack_name)[0]["endpoints"]) == 3, 10)
+    rules = wait_for(
+        "DNAT rules for the service",
+        lambda: (lambda out: out if f"dport {port}" in out else None)(
+            subprocess.run(
+                ["nft", "list", "table", "ip", "podctl"], capture_output=True, text=True
+            ).stdout
+        ),
+        10,
+    )
+    assert "dnat" in rules
+    counts = collections.Counter(fetch(port) for _ in range(60))
+    assert sorted(counts.values()) == [20, 20, 20], counts
+    pc.cli("exec", f"{stack_name}/web-0", "--", "rm", "/www/ready.html", check=True)
+    wait_for("web-0 out", lambda: len([p for p in pc.pods(stack_name) if p["ready"]]) == 2, 5, 0.1)
+    time.sleep(0.3)
+    assert "web-0" not in {fetch(port) for _ in range(20)}
+    pc.stop()
+    gone = subprocess.run(["nft", "list", "table", "ip", "podctl"], capture_output=True, text=True)
+    assert gone.returncode != 0
