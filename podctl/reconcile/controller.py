@@ -38,6 +38,24 @@ if TYPE_CHECKING:
 log = logging.getLogger("podctl.controller")
 
 RECHECK_AFTER_DIE_S = 0.25
+# Container events that change what a snapshot shows. Others (exec_create/start/die
+# from every exec probe, attach, top, resize) would wake a pass for nothing.
+STATE_ACTIONS = frozenset(
+    {
+        "create",
+        "start",
+        "restart",
+        "die",
+        "kill",
+        "oom",
+        "stop",
+        "pause",
+        "unpause",
+        "destroy",
+        "rename",
+        "update",
+    }
+)
 ENGINE_WATCH_INTERVAL_S = 5.0
 DYING_PATIENCE_S = 10.0
 
@@ -340,6 +358,8 @@ class Controller:
             try:
                 async for ev in self.runtime.events():
                     log.debug("engine event %s %s %s", ev.kind, ev.action, ev.id[:12])
+                    if ev.kind == "container" and ev.action not in STATE_ACTIONS:
+                        continue  # exec probes, attach, top...: nothing observable changed
                     if ev.labels.get(labels.STACK) in {s.name for s in self.stacks}:
                         if ev.action == "die":
                             self._dying[ev.id] = (ev.time, time.monotonic() + DYING_PATIENCE_S)
