@@ -24,8 +24,16 @@ from podctl import defaults, labels
 from podctl.reconcile.apply import ApplyContext, NoFiles, StackFiles, apply
 from podctl.reconcile.ledger import Ledger
 from podctl.reconcile.observed import ObservedState
-from podctl.reconcile.plan import plan, plan_teardown
-from podctl.reconcile.steps import Plan, ReplicaStatus
+from podctl.reconcile.plan import BusyKind, busy_image, plan, plan_teardown
+from podctl.reconcile.steps import (
+    AnyStep,
+    BuildImage,
+    KillContainer,
+    Plan,
+    PullImage,
+    RemoveContainer,
+    ReplicaStatus,
+)
 from podctl.runtime.errors import EngineError, EngineUnavailable
 from podctl.spec.model import ContainerTemplate, DesiredStack
 
@@ -36,6 +44,18 @@ if TYPE_CHECKING:
     from podctl.runtime.protocol import HostInfo, NetworkInfo, Runtime
 
 log = logging.getLogger("podctl.controller")
+
+
+def _busy_key(step: AnyStep) -> tuple[str, BusyKind] | None:
+    """The `busy` entry of a long step, or None for a quick one."""
+    if isinstance(step, KillContainer):
+        return step.container_id, "killing"
+    if isinstance(step, RemoveContainer):
+        return step.container_id, "removing"
+    if isinstance(step, PullImage | BuildImage):
+        return busy_image(step.ref), "pulling"
+    return None
+
 
 RECHECK_AFTER_DIE_S = 0.25
 # Container events that change what a snapshot shows. Others (exec_create/start/die
@@ -163,6 +183,8 @@ class Controller:
         self.last_observed = ObservedState()
         self.passes = 0
         self._wake = anyio.Event()
+        self._busy: dict[str, BusyKind] = {}
+        self._background: anyio.abc.TaskGroup | None = None
         # Containers the engine said died, until a snapshot agrees: id -> (event time,
         # monotonic deadline).
         self._dying: dict[str, tuple[float, float]] = {}
@@ -189,10 +211,14 @@ class Controller:
         self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
     ) -> None:
         async with anyio.create_task_group() as tg:
-            tg.start_soon(self._watch_events)
-            tg.start_soon(self._watch_engine)
-            task_status.started()
-            await self._loop()
+            self._background = tg
+            try:
+                tg.start_soon(self._watch_events)
+                tg.start_soon(self._watch_engine)
+                task_status.started()
+                await self._loop()
+            finally:
+                self._background = None
 
     async def _loop(self) -> None:
         delay: float = 0.0
@@ -228,7 +254,9 @@ class Controller:
         self._engine_up()
         self._settle_dying(observed)
         self.prober.sync(self._probe_targets(observed))
-        the_plan = plan(self.stacks, observed, self.prober.view(), self.ledger, self.clock())
+        the_plan = plan(
+            self.stacks, observed, self.prober.view(), self.ledger, self.clock(), self._busy
+        )
         self.last_plan = the_plan
         self.last_observed = observed
         for observer in self.observers:
@@ -239,10 +267,10 @@ class Controller:
                 return min(the_plan.requeue_after, self.resync_s)
             return self.resync_s
         self._finish_pass(converged=False)
-        outcomes = await apply(the_plan, self._apply_context(observed))
-        if self.on_ledger_change is not None:
-            self.ledger.forget_missing({c.id for c in observed.containers})
-            await self.on_ledger_change(self.ledger)
+        ctx = self._apply_context(observed)
+        foreground = self._start_long_steps(the_plan, ctx)
+        outcomes = await apply(foreground, ctx)
+        await self._ledger_changed(observed)
         failed = [o for o in outcomes if not o.ok]
         if failed:
             if any("engine did not answer" in o.error for o in failed):
@@ -254,6 +282,41 @@ class Controller:
         self.converged = converged
         self._pass_done.set()
         self._pass_done = anyio.Event()
+
+    def _start_long_steps(self, the_plan: Plan, ctx: ApplyContext) -> Plan:
+        """Start the plan's long steps (stops with grace, pulls, builds) in the
+        background and return the rest. A stop that waits out a 30 s grace must
+        not hold up restarting a crashed replica elsewhere; the planner sees these
+        steps as `busy` until they end, and their end wakes the loop. Steps that
+        depend on a long one are left for a later pass (level-triggered)."""
+        long_ids = {s.id for s in the_plan.steps if _busy_key(s) is not None}
+        if self._background is None or not long_ids:
+            return the_plan  # no loop to hand them to (a single pass in tests): run inline
+        later = set(long_ids)
+        for s in the_plan.steps:  # steps come in dependency order
+            if set(s.deps) & later:
+                later.add(s.id)
+        for s in the_plan.steps:
+            key = _busy_key(s)
+            if key is not None:
+                self._busy[key[0]] = key[1]
+                self._background.start_soon(self._run_long_step, s, key[0], ctx)
+        return msgspec.structs.replace(
+            the_plan, steps=tuple(s for s in the_plan.steps if s.id not in later)
+        )
+
+    async def _run_long_step(self, step: AnyStep, key: str, ctx: ApplyContext) -> None:
+        try:
+            await apply(Plan(steps=(msgspec.structs.replace(step, deps=()),)), ctx)
+        finally:
+            self._busy.pop(key, None)
+            await self._ledger_changed(self.last_observed)
+            self.wake()
+
+    async def _ledger_changed(self, observed: ObservedState) -> None:
+        if self.on_ledger_change is not None:
+            self.ledger.forget_missing({c.id for c in observed.containers})
+            await self.on_ledger_change(self.ledger)
 
     async def wait_converged(self) -> None:
         """Until a pass finds nothing to do (for tests and `podctl run` start-up)."""

@@ -18,8 +18,9 @@ Semantics followed:
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from podctl import labels
 from podctl.reconcile import backoff
@@ -49,6 +50,15 @@ if TYPE_CHECKING:
     from podctl.reconcile.observed import ObservedState
     from podctl.runtime.protocol import ContainerInfo
     from podctl.spec.model import DesiredPod, DesiredStack, RolloutSpec
+
+
+# What a long-running step is doing, keyed by container id or `busy_image(ref)`.
+BusyKind = Literal["removing", "killing", "pulling"]
+Busy = Mapping[str, BusyKind]
+
+
+def busy_image(ref: str) -> str:
+    return f"image:{ref}"
 
 
 def container_name(stack: str, pod: str, replica: int, revision: str) -> str:
@@ -116,6 +126,8 @@ class _Planner:
     image_steps: dict[str, int | None] = field(default_factory=dict)
     image_blocked: dict[str, str] = field(default_factory=dict)
     capacity: _Capacity | None = None
+    # Long steps still under way from an earlier pass (see Busy): not planned again.
+    busy: Busy = field(default_factory=dict)
 
     def add(self, cls: type[AnyStep], *, deps: Iterable[int | None] = (), **kw: object) -> int:
         step_id = len(self.steps) + 1
@@ -148,6 +160,8 @@ class _Planner:
         ref = pod.template.image
         if ref in self.observed.images:
             return None, None
+        if busy_image(ref) in self.busy:
+            return None, "Pulling image" if pod.build is None else "Building image"
         if ref in self.image_blocked:
             return None, self.image_blocked[ref]
         if ref in self.image_steps:
@@ -222,6 +236,9 @@ class _Planner:
         containers = self.observed.stack_containers(stack.name)
         by_pod: dict[str, list[ContainerInfo]] = {}
         for c in containers:
+            if self.busy.get(c.id) == "removing":
+                self.terminating(c, "being removed")
+                continue  # going away: as good as gone for every decision
             by_pod.setdefault(c.labels.get(labels.POD, ""), []).append(c)
 
         for pod_name, cs in sorted(by_pod.items()):
@@ -357,7 +374,10 @@ class _Planner:
         ready = False
         target = f"pod:{pod.stack}/{pod.name}/{_replica_index(c)}"
 
-        if c.state == "running":
+        if self.busy.get(c.id) == "killing":
+            # Its liveness kill is under way (SIGTERM, grace, SIGKILL); the restart follows.
+            phase, reason = "Running", (rec.killed_for if rec and rec.killed_for else "Killing")
+        elif c.state == "running":
             phase = "Running"
             ready = self.is_ready(c, pod)
             if h is not None and h.restart_reason is not None:
@@ -443,6 +463,16 @@ class _Planner:
         )
 
     def remove(self, c: ContainerInfo, pod: DesiredPod | None, grace_s: float, cause: str) -> int:
+        self.terminating(c, cause)
+        return self.add(
+            RemoveContainer,
+            target=f"container:{c.name}",
+            cause=cause,
+            container_id=c.id,
+            grace_s=grace_s if c.state == "running" else 0.0,
+        )
+
+    def terminating(self, c: ContainerInfo, reason: str) -> None:
         rec = self.ledger.restarts.get(c.id)
         self.status.append(
             ReplicaStatus(
@@ -456,17 +486,10 @@ class _Planner:
                 restarts=rec.restarts if rec else 0,
                 revision=c.labels.get(labels.REVISION, ""),
                 image=c.image,
-                reason=cause,
+                reason=reason,
                 ip=c.ip,
                 started_at=c.started_at,
             )
-        )
-        return self.add(
-            RemoveContainer,
-            target=f"container:{c.name}",
-            cause=cause,
-            container_id=c.id,
-            grace_s=grace_s if c.state == "running" else 0.0,
         )
 
     def pending(self, pod: DesiredPod, slot: int, name: str, reason: str) -> None:
@@ -520,9 +543,15 @@ def plan(
     health: HealthView,
     ledger: Ledger,
     now: float,
+    busy: Busy | None = None,
 ) -> Plan:
-    """Decide what to do about `desired` given one observed snapshot. Pure."""
-    p = _Planner(observed=observed, health=health, ledger=ledger, now=now)
+    """Decide what to do about `desired` given one observed snapshot. Pure.
+
+    `busy` names the long steps of earlier passes still under way (stops that
+    wait out a grace period, pulls, builds), so they are neither planned twice
+    nor allowed to hold up decisions about everything else.
+    """
+    p = _Planner(observed=observed, health=health, ledger=ledger, now=now, busy=dict(busy or {}))
     p.capacity = _capacity(observed, desired)
     for stack in desired:
         p.plan_stack(stack)

@@ -249,3 +249,37 @@ def test_teardown_removes_network_after_containers() -> None:
         "[] -> #2 container:shop-web-1-rev1aa, RemoveContainer, stack is going down\n"
         "[1,2] -> #3 network:podctl_shop, RemoveNetwork, stack is going down"
     )
+
+
+def test_long_steps_under_way_are_not_planned_again() -> None:
+    old = container("web", 0)
+    # Its removal (grace period) is still running: a replacement may be created.
+    p = plan(
+        [stack(pod(replicas=1, revision="rev2bbbbbbbb"))],
+        observed(old),
+        {},
+        Ledger(),
+        NOW,
+        busy={old.id: "removing"},
+    )
+    assert p.render() == "[] -> #1 pod:shop/web/0, RunContainer, missing"
+    assert [s.phase for s in p.status if s.container_id == old.id] == ["Terminating"]
+    # A liveness kill under way: no second kill, no restart yet.
+    health = {old.id: ContainerHealth(started=True, ready=False, restart_reason="LivenessFailed")}
+    p = plan(
+        [stack(pod(replicas=1))], observed(old), health, Ledger(), NOW, busy={old.id: "killing"}
+    )
+    assert p.render() == ""
+    # A pull under way: nothing pulls twice, the pod waits.
+    p = plan(
+        [stack(pod(replicas=1))],
+        observed(images=()),
+        {},
+        Ledger(),
+        NOW,
+        busy={"image:busybox:1.36": "pulling"},
+    )
+    assert (
+        p.render() == "[] -> #1 network:podctl_shop, CreateNetwork, not found" or p.render() == ""
+    )
+    assert p.status[0].reason == "Pulling image"
