@@ -1,0 +1,1 @@
+"""Startup benchmark: time from start to N running replicas (floor, compose, podctl)."""
