@@ -8,8 +8,6 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 import yaml
-from rich.console import Console
-from rich.table import Table
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -35,6 +33,10 @@ def print_data(rows: Sequence[Any], fmt: Format, columns: Sequence[tuple[str, st
     if fmt is Format.yaml:
         sys.stdout.write(yaml.safe_dump(data, sort_keys=False))
         return
+    # rich costs ~20 ms to import: only the table form needs it (`run` never does).
+    from rich.console import Console
+    from rich.table import Table
+
     table = Table(box=None, pad_edge=False, show_edge=False, header_style="bold")
     for header, _ in columns:
         table.add_column(header, overflow="fold")

@@ -41,9 +41,15 @@ if TYPE_CHECKING:
     from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
     from podctl.health.model import HealthView
-    from podctl.runtime.protocol import HostInfo, NetworkInfo, Runtime
+    from podctl.runtime.protocol import ContainerInfo, HostInfo, NetworkInfo, Runtime, VolumeInfo
 
 log = logging.getLogger("podctl.controller")
+
+
+def _first_error(group: BaseExceptionGroup[EngineError]) -> EngineError:
+    """One engine error of a concurrent snapshot stands for all (they say the same)."""
+    first = group.exceptions[0]
+    return first if isinstance(first, EngineError) else _first_error(first)
 
 
 def _busy_key(step: AnyStep) -> tuple[str, BusyKind] | None:
@@ -341,25 +347,43 @@ class Controller:
         return ctx
 
     async def observe(self) -> ObservedState:
-        """One snapshot of everything podctl labelled, plus which desired images exist."""
+        """One snapshot of this instance's stacks, plus which desired images exist.
+
+        Listed per stack (other stacks on the host are never inspected) and all at
+        once: the snapshot costs one round trip, not one per kind of object.
+        """
         rt = self.runtime
-        if self._host is None:
-            self._host = await rt.host_info()
-        containers = await rt.list_containers()
-        networks = await rt.list_networks()
-        volumes = await rt.list_volumes()
+        names = sorted({s.name for s in self.stacks})
         refs = sorted({p.template.image for s in self.stacks for p in s.pods})
+        containers: list[ContainerInfo] = []
+        networks: list[NetworkInfo] = []
+        volumes: list[VolumeInfo] = []
         present: set[str] = set()
 
-        async def check(ref: str) -> None:
+        async def host() -> None:
+            if self._host is None:
+                self._host = await rt.host_info()
+
+        async def stack_objects(name: str) -> None:
+            containers.extend(await rt.list_containers(name))
+            networks.extend(await rt.list_networks(name))
+            volumes.extend(await rt.list_volumes(name))
+
+        async def image(ref: str) -> None:
             if await rt.image_exists(ref):
                 present.add(ref)
 
-        async with anyio.create_task_group() as tg:
-            for ref in refs:
-                tg.start_soon(check, ref)
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(host)
+                for name in names:
+                    tg.start_soon(stack_objects, name)
+                for ref in refs:
+                    tg.start_soon(image, ref)
+        except* EngineError as group:
+            raise _first_error(group) from None
         return ObservedState(
-            containers=tuple(containers),
+            containers=tuple(sorted(containers, key=lambda c: c.name)),
             networks=tuple(networks),
             volumes=tuple(volumes),
             images=frozenset(present),

@@ -76,6 +76,10 @@ DEFAULT_SOCKET: Final = "/var/run/docker.sock"
 # Connections for ordinary calls: the mutating semaphore plus reads (list,
 # inspect, exec probes) running beside it, with room to spare.
 DEFAULT_POOL_SIZE: Final = 64
+# Removing a network right after its containers can race the engine releasing
+# their endpoints: retry for a few seconds before reporting.
+NETWORK_REMOVE_ATTEMPTS: Final = 6
+NETWORK_REMOVE_RETRY_S: Final = 1.0
 
 _UNAVAILABLE_HINT: Final = "is dockerd running? check `docker info`"
 _PULL_HINT: Final = "no registry reachable? build it locally or `docker load` it"
@@ -355,10 +359,27 @@ class DockerRuntime:
         return network_info(inspected)
 
     async def remove_network(self, network_id: str) -> None:
-        try:
-            await self._mutate(f"removing network {network_id}", "DELETE", f"networks/{network_id}")
-        except NotFound:
-            pass
+        doing = f"removing network {network_id}"
+        for attempt in range(NETWORK_REMOVE_ATTEMPTS):
+            try:
+                await self._mutate(doing, "DELETE", f"networks/{network_id}")
+                return
+            except NotFound:
+                return
+            except EngineError as exc:
+                if "active endpoints" not in exc.detail:
+                    raise
+                # The engine releases a removed container's endpoint a moment after
+                # the removal returns; 20.10 sometimes never does (a stale endpoint
+                # in its store, moby#42119-like), which only a dockerd restart clears.
+                if attempt == NETWORK_REMOVE_ATTEMPTS - 1:
+                    raise EngineError(
+                        doing,
+                        exc.detail,
+                        "its containers are gone but the engine still counts an endpoint; "
+                        "the network is harmless but only a dockerd restart frees it",
+                    ) from exc
+                await anyio.sleep(NETWORK_REMOVE_RETRY_S)
 
     async def list_volumes(self, stack: str | None = None) -> list[VolumeInfo]:
         doing = f"listing volumes of stack {stack}" if stack else "listing podctl volumes"
