@@ -1,7 +1,8 @@
 """`HealthStore`: the health of every probed container, as the planner reads it.
 
 The probers write, the planner reads a snapshot (`view()`). Only a change that
-can alter a decision (started, ready, restart_reason) calls `on_change(stack)`:
+can alter a decision (started, ready, restart_reason), or a not-ready
+container's first result of a probe, calls `on_change(stack)`:
 the controller is level-triggered, so it needs to hear "look at stack X again",
 not every probe result. Probe results and events are kept, bounded, for
 `describe pod` and `podctl events`.
@@ -51,8 +52,14 @@ class _Entry:
         self.events: deque[HealthEvent] = deque(maxlen=EVENT_HISTORY)
 
 
-def _decision(h: ContainerHealth) -> tuple[bool, bool, str | None]:
-    return (h.started, h.ready, h.restart_reason)
+def _decision(h: ContainerHealth) -> tuple[bool, bool, str | None, frozenset[str]]:
+    # A not-ready container's first result of a probe is news too, though it
+    # changes no decision: until the planner has seen it, the `reason` it shows
+    # says "waiting for ... probe" while the probe may be failing, with a message
+    # worth showing. That is at most once per probe and container start; later
+    # message changes alone do not wake the controller.
+    first_results = frozenset(r.probe for r in h.last) if not h.ready else frozenset()
+    return (h.started, h.ready, h.restart_reason, first_results)
 
 
 class HealthStore:
@@ -75,7 +82,8 @@ class HealthStore:
         return entry
 
     def set(self, container_id: str, stack: str, health: ContainerHealth) -> bool:
-        """Store `health`; returns whether started/ready/restart_reason changed.
+        """Store `health`; returns whether started/ready/restart_reason changed, or a
+        not-ready container has a probe's first result.
 
         A container's first entry is not a change: the prober's initial health
         is what the planner assumes for a container it has no entry for. A

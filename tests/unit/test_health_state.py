@@ -197,3 +197,11 @@ def test_probe_kinds_in_gating_order() -> None:
     )
     assert s.kinds == ("startup", "readiness")
     assert s.active_after("readiness") == T0
+
+
+def test_health_names_the_run_it_belongs_to() -> None:
+    # The planner ignores health whose started_at is not the container's current start.
+    s = HealthState(started_at=T0, liveness=spec())
+    assert s.health.started_at == T0
+    s.observe(ok("liveness", T0 + 1))
+    assert s.health.started_at == T0

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import msgspec
+
 from podctl.health.model import ContainerHealth, ProbeResult, RestartReason
 from podctl.health.store import EVENT_HISTORY, RESULT_HISTORY, HealthEvent, HealthStore
 
@@ -35,6 +37,20 @@ def test_message_and_results_alone_do_not_notify() -> None:
     store.record_result("c1", "shop", ProbeResult(probe="readiness", ok=False, at=1.0))
     assert calls == []
     assert store.get("c1") == health(ready=False, message="Readiness probe failed: HTTP 503")
+
+
+def test_a_probes_first_result_notifies_once() -> None:
+    # Until the planner sees it, `reason` says "waiting for readiness probe"
+    # while the probe is failing: the first result is worth a look.
+    calls: list[str] = []
+    store = HealthStore(calls.append)
+    first = ProbeResult(probe="readiness", ok=False, at=1.0, message="HTTP 404")
+    again = ProbeResult(probe="readiness", ok=False, at=2.0, message="connection refused")
+    store.set("c1", "shop", health(ready=False, message="waiting for readiness probe"))
+    store.set("c1", "shop", msgspec.structs.replace(health(ready=False), last=(first,)))
+    assert calls == ["shop"]
+    store.set("c1", "shop", msgspec.structs.replace(health(ready=False), last=(again,)))
+    assert calls == ["shop"]
 
 
 def test_view_is_a_snapshot() -> None:

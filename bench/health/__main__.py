@@ -1,0 +1,3 @@
+from bench.health.run import main
+
+main()
