@@ -27,7 +27,7 @@ from podctl.api.schema import (
 )
 from podctl.api.server import serve
 from podctl.health.prober import ProberSupervisor, ProbeTarget
-from podctl.health.store import HealthStore
+from podctl.health.store import HealthEvent, HealthStore
 from podctl.net.metrics import MetricsServer
 from podctl.net.metrics import render as render_metrics
 from podctl.net.proxy import Endpoint
@@ -127,7 +127,9 @@ class Instance:
         self.redactor = redactor
         self.metrics = metrics
         self.clock = clock
-        self.health = HealthStore(on_change=lambda stack: self.controller.wake())
+        self.health = HealthStore(
+            on_change=lambda stack: self.controller.wake(), on_event=self._health_event
+        )
         self.prober = ProberSupervisor(runtime, self.health, clock)
         self.proxies = ProxySet(kernel_fast_path=kernel_fast_path)
         self.files = StackFiles()
@@ -149,6 +151,19 @@ class Instance:
             before_stop=self._drain,
             on_ledger_change=self._save_ledger,
         )
+
+    def _health_event(self, event: HealthEvent) -> None:
+        """Probe failures into `podctl events`, once per run of identical failures (the
+        store counts repeats; a probe failing every second must not flood the log)."""
+        if event.count != 1:
+            return
+        s = next(
+            (r for r in self.controller.status() if r.container_id == event.container_id), None
+        )
+        obj = (
+            f"probe:{s.stack}/{s.pod}/{s.replica}" if s else f"container:{event.container_id[:12]}"
+        )
+        self.controller.events.emit(event.stack, obj, event.kind, event.message)
 
     # -- state -------------------------------------------------------------
 
@@ -505,8 +520,9 @@ class Instance:
     async def down(self, stack: str, volumes: bool) -> Reply:
         if not any(st.name == stack for st in self.controller.stacks):
             return Reply(ok=False, error=f"stack {stack!r} is not run by this podctl")
+        desired = next(st for st in self.controller.stacks if st.name == stack)
         self.controller.set_stacks([st for st in self.controller.stacks if st.name != stack])
-        plan = await self.controller.teardown(stack, remove_volumes=volumes)
+        plan = await self.controller.teardown(stack, remove_volumes=volumes, desired=desired)
         await self.files.remove_stack(stack)
         return Reply(ok=True, data={"removed": len(plan.steps)})
 

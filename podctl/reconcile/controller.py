@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
@@ -263,6 +263,7 @@ class Controller:
         the_plan = plan(
             self.stacks, observed, self.prober.view(), self.ledger, self.clock(), self._busy
         )
+        self._emit_backoffs(the_plan)
         self.last_plan = the_plan
         self.last_observed = observed
         for observer in self.observers:
@@ -288,6 +289,19 @@ class Controller:
         self.converged = converged
         self._pass_done.set()
         self._pass_done = anyio.Event()
+
+    def _emit_backoffs(self, new: Plan) -> None:
+        """A BackOff event when a replica enters crash-loop back-off or its delay grows."""
+        before = {s.container_id: s.reason for s in self.last_plan.status if s.container_id}
+        for s in new.status:
+            if (
+                s.phase == "CrashLoopBackOff"
+                and s.container_id
+                and before.get(s.container_id) != s.reason
+            ):
+                self.events.emit(
+                    s.stack, f"pod:{s.stack}/{s.pod}/{s.replica}", "BackOff", s.reason or ""
+                )
 
     def _start_long_steps(self, the_plan: Plan, ctx: ApplyContext) -> Plan:
         """Start the plan's long steps (stops with grace, pulls, builds) in the
@@ -459,8 +473,15 @@ class Controller:
 
     # -- teardown ------------------------------------------------------------
 
-    async def teardown(self, stack: str, *, remove_volumes: bool = False) -> Plan:
-        """Remove a stack's containers, then its network (and volumes when asked)."""
+    async def teardown(
+        self, stack: str, *, remove_volumes: bool = False, desired: DesiredStack | None = None
+    ) -> Plan:
+        """Remove a stack's containers (each with its pod's stop_grace), then its
+        network (and volumes when asked). `desired` supplies the graces of a stack
+        already dropped from `self.stacks`."""
+        if desired is None:
+            desired = next((s for s in self.stacks if s.name == stack), None)
+        graces = {p.name: p.template.stop_grace_s for p in desired.pods} if desired else {}
         return await teardown(
             self.runtime,
             stack,
@@ -469,10 +490,7 @@ class Controller:
             clock=self.clock,
             before_stop=self.before_stop,
             on_event=self.events.emit,
-            grace_s=max(
-                (p.template.stop_grace_s for s in self.stacks if s.name == stack for p in s.pods),
-                default=defaults.STOP_GRACE_S,
-            ),
+            grace_by_pod=graces,
         )
 
 
@@ -486,6 +504,7 @@ async def teardown(
     before_stop: Callable[[str, float], Any] | None = None,
     on_event: Callable[[str, str, str, str], None] | None = None,
     grace_s: float = defaults.STOP_GRACE_S,
+    grace_by_pod: Mapping[str, float] | None = None,
 ) -> Plan:
     """`podctl down`: containers first; the network only once they are gone."""
     observed = ObservedState(
@@ -493,7 +512,9 @@ async def teardown(
         networks=tuple(await runtime.list_networks(stack)),
         volumes=tuple(await runtime.list_volumes(stack)),
     )
-    the_plan = plan_teardown(stack, observed, grace_s=grace_s, remove_volumes=remove_volumes)
+    the_plan = plan_teardown(
+        stack, observed, grace_s=grace_s, grace_by_pod=grace_by_pod, remove_volumes=remove_volumes
+    )
     ctx = ApplyContext(
         runtime=runtime,
         stacks={},

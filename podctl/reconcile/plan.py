@@ -560,13 +560,21 @@ def plan(
 
 
 def plan_teardown(
-    stack: str, observed: ObservedState, *, grace_s: float = 10.0, remove_volumes: bool = False
+    stack: str,
+    observed: ObservedState,
+    *,
+    grace_s: float = 10.0,
+    grace_by_pod: Mapping[str, float] | None = None,
+    remove_volumes: bool = False,
 ) -> Plan:
     """Remove everything podctl made for `stack`: containers first, then its network
-    (only after its containers are gone), then volumes when asked."""
+    (only after its containers are gone), then volumes when asked. Each container
+    gets its pod's stop_grace (`grace_by_pod`), else `grace_s`."""
     p = _Planner(observed=observed, health={}, ledger=Ledger(), now=0.0)
+    graces = grace_by_pod or {}
     removals = [
-        p.remove(c, None, grace_s, "stack is going down") for c in observed.stack_containers(stack)
+        p.remove(c, None, graces.get(c.labels.get(labels.POD, ""), grace_s), "stack is going down")
+        for c in observed.stack_containers(stack)
     ]
     for net in observed.networks:
         if net.labels.get(labels.STACK) == stack:

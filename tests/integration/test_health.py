@@ -242,9 +242,6 @@ def test_liveness_failure_restarts_within_bound_and_counts(
     assert p["container_id"] == first["container_id"]
 
 
-@pytest.mark.xfail(
-    strict=True, reason="bug: no BackOff event is emitted; CrashLoopBackOff shows only in get pods"
-)
 def test_crash_looping_liveness_shows_backoff_event(
     pc: Podctl, tmp_path: Path, stack_name: str
 ) -> None:
@@ -353,9 +350,6 @@ def test_never_ready_replica_says_why(pc: Podctl, tmp_path: Path, stack_name: st
     assert unhealthy and "Readiness probe failed: HTTP 404" in unhealthy[-1]["message"], desc
 
 
-@pytest.mark.xfail(
-    strict=True, reason="bug: probe events (Unhealthy) never reach `podctl events` (app wiring)"
-)
 def test_podctl_events_shows_unhealthy(pc: Podctl, tmp_path: Path, stack_name: str) -> None:
     path = write_stack(
         tmp_path,
@@ -622,10 +616,6 @@ def test_stop_sends_sigterm_then_sigkill_after_stop_grace(
     assert p_die - p_term < 1.0, polite
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: Instance.down() drops the stack before teardown, which then uses the 10 s default",
-)
 def test_down_honours_stop_grace(
     pc: Podctl, tmp_path: Path, stack_name: str, engine_events: Callable[[str], EngineEvents]
 ) -> None:
@@ -648,10 +638,6 @@ def test_down_honours_stop_grace(
     assert _term_to_kill(seen) <= 2.0, seen
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: controller.teardown() stops every pod with the longest stop_grace of the stack",
-)
 def test_each_pod_gets_its_own_stop_grace(
     pc: Podctl, tmp_path: Path, stack_name: str, engine_events: Callable[[str], EngineEvents]
 ) -> None:
