@@ -17,6 +17,7 @@ import anyio
 import anyio.abc
 import msgspec
 
+from podctl import early_signals
 from podctl.api.schema import (
     EndpointRow,
     EventRow,
@@ -263,36 +264,49 @@ class Instance:
     # -- the run -------------------------------------------------------------
 
     async def run(self) -> int:
-        async with anyio.create_task_group() as tg:
-            await tg.start(self.prober.run)
-            await tg.start(self.proxies.run)
-            await tg.start(serve, self.socket_path, self)
-            controller_scope = anyio.CancelScope()
+        # Signals are caught from the very start: a Ctrl-C during start-up must still
+        # tear down whatever the controller managed to create.
+        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async with anyio.create_task_group() as tg:
+                controller_scope = anyio.CancelScope()
+                metrics_server = None
+                try:
+                    if early_signals.pending() is not None:
+                        return 0
+                    await tg.start(self.prober.run)
+                    await tg.start(self.proxies.run)
+                    await tg.start(serve, self.socket_path, self)
 
-            async def controller_main() -> None:
-                with controller_scope:
-                    await self.controller.run()
+                    async def controller_main() -> None:
+                        with controller_scope:
+                            await self.controller.run()
 
-            tg.start_soon(controller_main)
-            tg.start_soon(self._keep_listeners)
-            metrics_server = None
-            if self.metrics is not None:
-                metrics_server = MetricsServer(
-                    *self.metrics, source=lambda: render_metrics(self.proxies.stats())
-                )
-                await metrics_server.start()
-                log.info("metrics on http://%s:%d/metrics", *self.metrics)
-            if self.watch:
-                tg.start_soon(self._watch_files)
-            with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-                async for signum in signals:
-                    log.info("received %s: stopping", signal.Signals(signum).name)
-                    break
-            controller_scope.cancel()
-            if metrics_server is not None:
-                await metrics_server.close()
-            await self._shutdown()
-            tg.cancel_scope.cancel()
+                    tg.start_soon(controller_main)
+                    tg.start_soon(self._keep_listeners)
+                    if self.metrics is not None:
+                        metrics_server = MetricsServer(
+                            *self.metrics, source=lambda: render_metrics(self.proxies.stats())
+                        )
+                        await metrics_server.start()
+                        log.info("metrics on http://%s:%d/metrics", *self.metrics)
+                    if self.watch:
+                        tg.start_soon(self._watch_files)
+                    early = early_signals.pending()
+                    if early is not None:
+                        log.info(
+                            "received %s during start-up: stopping", signal.Signals(early).name
+                        )
+                        return 0  # the finally below tears down what was started
+                    async for signum in signals:
+                        log.info("received %s: stopping", signal.Signals(signum).name)
+                        break
+                finally:
+                    controller_scope.cancel()
+                    with anyio.CancelScope(shield=True):
+                        if metrics_server is not None:
+                            await metrics_server.close()
+                        await self._shutdown()
+                    tg.cancel_scope.cancel()
         return 0
 
     async def _shutdown(self) -> None:

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 import anyio
 
+from podctl import early_signals
 from podctl.cli.output import err
 from podctl.spec.errors import SpecError
 
@@ -32,6 +33,10 @@ def run_foreground(
     from podctl.storage import paths
     from podctl.storage.redact import Redactor
 
+    # From here on a SIGINT/SIGTERM is remembered, not raised: `Instance.run` acts
+    # on it once it can tear down cleanly (and asyncio's own Ctrl-C handling, which
+    # would cancel the main task, stays out of the way).
+    early_signals.install()
     environ = dict(os.environ)
     try:
         stacks = load_stacks(files, overrides, environ)

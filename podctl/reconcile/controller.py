@@ -64,6 +64,8 @@ def _busy_key(step: AnyStep) -> tuple[str, BusyKind] | None:
 
 
 RECHECK_AFTER_DIE_S = 0.25
+TEARDOWN_PASSES = 3
+TEARDOWN_SETTLE_S = 0.2
 # Container events that change what a snapshot shows. Others (exec_create/start/die
 # from every exec probe, attach, top, resize) would wake a pass for nothing.
 STATE_ACTIONS = frozenset(
@@ -506,15 +508,11 @@ async def teardown(
     grace_s: float = defaults.STOP_GRACE_S,
     grace_by_pod: Mapping[str, float] | None = None,
 ) -> Plan:
-    """`podctl down`: containers first; the network only once they are gone."""
-    observed = ObservedState(
-        containers=tuple(await runtime.list_containers(stack)),
-        networks=tuple(await runtime.list_networks(stack)),
-        volumes=tuple(await runtime.list_volumes(stack)),
-    )
-    the_plan = plan_teardown(
-        stack, observed, grace_s=grace_s, grace_by_pod=grace_by_pod, remove_volumes=remove_volumes
-    )
+    """`podctl down`: containers first; the network only once they are gone.
+
+    Looks again afterwards: an object whose creation was cut short (podctl
+    stopped mid-call) can still appear in the engine a moment later.
+    """
     ctx = ApplyContext(
         runtime=runtime,
         stacks={},
@@ -527,8 +525,27 @@ async def teardown(
         ctx.before_stop = before_stop
     if on_event is not None:
         ctx.on_event = on_event
-    outcomes = await apply(the_plan, ctx)
-    failed = [o for o in outcomes if not o.ok]
-    if failed:
-        raise EngineError(f"taking stack {stack} down", "; ".join(o.error for o in failed))
-    return the_plan
+    first: Plan | None = None
+    for _ in range(TEARDOWN_PASSES):
+        observed = ObservedState(
+            containers=tuple(await runtime.list_containers(stack)),
+            networks=tuple(await runtime.list_networks(stack)),
+            volumes=tuple(await runtime.list_volumes(stack)),
+        )
+        the_plan = plan_teardown(
+            stack,
+            observed,
+            grace_s=grace_s,
+            grace_by_pod=grace_by_pod,
+            remove_volumes=remove_volumes,
+        )
+        first = first or the_plan
+        if not the_plan.steps:
+            break
+        outcomes = await apply(the_plan, ctx)
+        failed = [o for o in outcomes if not o.ok]
+        if failed:
+            raise EngineError(f"taking stack {stack} down", "; ".join(o.error for o in failed))
+        await anyio.sleep(TEARDOWN_SETTLE_S)
+    assert first is not None
+    return first
