@@ -7,6 +7,7 @@ This module only wires the rooms together; each decision lives in its room
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -302,6 +303,10 @@ class Instance:
                         break
                 finally:
                     controller_scope.cancel()
+                    # Probing containers that are being stopped only makes noise
+                    # (RuntimeError: stopped before the prober even started).
+                    with contextlib.suppress(RuntimeError):
+                        self.prober.sync([])
                     with anyio.CancelScope(shield=True):
                         if metrics_server is not None:
                             await metrics_server.close()
