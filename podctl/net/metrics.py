@@ -12,6 +12,8 @@ import asyncio
 import contextlib
 from typing import TYPE_CHECKING
 
+from podctl.net.proxy import bound_address
+
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
 
@@ -77,11 +79,7 @@ class MetricsServer:
 
     @property
     def address(self) -> tuple[str, int]:
-        if self._server is not None:
-            for sock in getattr(self._server, "sockets", ()):
-                host, port = sock.getsockname()[:2]
-                return str(host), int(port)
-        return self.host, self.port
+        return bound_address(self._server, (self.host, self.port))
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._handle, self.host, self.port)

@@ -288,6 +288,15 @@ class _Drain:
     waiters: list[asyncio.Future[None]] = field(default_factory=list)
 
 
+def bound_address(server: object | None, fallback: tuple[str, int]) -> tuple[str, int]:
+    """Where a listening server is bound (the real port when asked for port 0)."""
+    # uvloop's Server is no asyncio.Server subclass; both have `sockets`.
+    for sock in getattr(server, "sockets", None) or ():
+        host, port = sock.getsockname()[:2]
+        return str(host), int(port)
+    return fallback
+
+
 class ServiceProxy:
     """One listening address of one service, balancing over its endpoints."""
 
@@ -326,12 +335,7 @@ class ServiceProxy:
     @property
     def address(self) -> tuple[str, int]:
         """The bound address (the real port when constructed with port 0)."""
-        if self._server is not None:
-            # uvloop's Server is no asyncio.Server subclass; both have `sockets`.
-            for sock in getattr(self._server, "sockets", ()):
-                host, port = sock.getsockname()[:2]
-                return str(host), int(port)
-        return self.bind, self.port
+        return bound_address(self._server, (self.bind, self.port))
 
     async def start(self) -> None:
         """Open the listener. Raises `ProxyBindError` with a user-facing message."""

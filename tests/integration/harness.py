@@ -9,12 +9,21 @@ import signal
 import socket
 import subprocess
 import sys
+import textwrap
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
 T = TypeVar("T")
+
+
+def write_stack(tmp_path: Path, text: str, name: str = "stack.yaml") -> Path:
+    """Write a stack file (indented text is dedented) and return its path."""
+    path = tmp_path / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(textwrap.dedent(text))
+    return path
 
 
 def free_port() -> int:

@@ -4,21 +4,14 @@ from __future__ import annotations
 
 import re
 import signal
-import textwrap
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.integration.harness import Podctl, docker, stack_containers, wait_for
+from tests.integration.harness import Podctl, docker, stack_containers, wait_for, write_stack
 
 pytestmark = pytest.mark.docker
-
-
-def write_stack(tmp_path: Path, text: str, name: str = "stack.yaml") -> Path:
-    path = tmp_path / name
-    path.write_text(textwrap.dedent(text))
-    return path
 
 
 def web_stack(tmp_path: Path, stack: str, replicas: int = 3, extra: str = "") -> Path:

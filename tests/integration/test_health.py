@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import textwrap
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -23,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from tests.integration.harness import Podctl, docker, stack_containers, wait_for
+from tests.integration.harness import Podctl, docker, stack_containers, wait_for, write_stack
 
 pytestmark = pytest.mark.docker
 
@@ -35,12 +34,6 @@ LIVENESS_BOUND_S = PERIOD_S * FAILURE_THRESHOLD + TIMEOUT_S + 2.0
 
 # A long-running shell that exits at once on SIGTERM (PID 1 has no default handler).
 POLITE_IDLE = 'trap "exit 0" TERM; while :; do sleep 0.1; done'
-
-
-def write_stack(tmp_path: Path, text: str, name: str = "stack.yaml") -> Path:
-    path = tmp_path / name
-    path.write_text(textwrap.dedent(text))
-    return path
 
 
 def sh(script: str) -> str:

@@ -4,21 +4,19 @@ from __future__ import annotations
 
 import collections
 import socket
-import textwrap
 import time
 import urllib.request
 from pathlib import Path
 
 import pytest
 
-from tests.integration.harness import Podctl, docker, free_port, wait_for
+from tests.integration.harness import Podctl, docker, free_port, wait_for, write_stack
 
 pytestmark = pytest.mark.docker
 
 
 def write(path: Path, text: str) -> Path:
-    path.write_text(textwrap.dedent(text))
-    return path
+    return write_stack(path.parent, text, path.name)
 
 
 def web_stack(

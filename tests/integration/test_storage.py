@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 import subprocess
-import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from podctl.storage.paths import is_tmpfs
-from tests.integration.harness import Podctl, docker, stack_containers, wait_for
+from tests.integration.harness import Podctl, docker, stack_containers, wait_for, write_stack
 
 pytestmark = pytest.mark.docker
 
@@ -28,9 +27,7 @@ def volumes_cleanup(stack_name: str) -> Iterator[None]:
 
 
 def write(path: Path, text: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(textwrap.dedent(text))
-    return path
+    return write_stack(path.parent, text, path.name)
 
 
 def storage_stack(tmp_path: Path, stack: str) -> Path:
