@@ -10,36 +10,23 @@ from typing import TYPE_CHECKING, Any
 
 from podctl import labels
 from podctl.api.schema import PodRow, ServiceRow, StackRow
+from podctl.reconcile.phase import container_phase, has_ended, replica_index
 
 if TYPE_CHECKING:
-    from podctl.reconcile.steps import Phase
     from podctl.runtime.protocol import ContainerInfo, Runtime
 
 
-def _phase(c: ContainerInfo) -> Phase:
-    if c.state in ("running", "paused", "restarting"):
-        return "Running"
-    if c.state in ("exited", "dead"):
-        return "Succeeded" if c.exit_code == 0 else "Failed"
-    if c.state == "removing":
-        return "Terminating"
-    return "Pending"
-
-
 def _row(c: ContainerInfo) -> PodRow:
-    try:
-        replica = int(c.labels.get(labels.REPLICA, "0"))
-    except ValueError:
-        replica = 0
+    replica = replica_index(c.labels) or 0
     reason = None
-    if c.state in ("exited", "dead"):
+    if has_ended(c.state):
         reason = f"exit code {c.exit_code}; podctl is not running to restart it"
     return PodRow(
         stack=c.labels.get(labels.STACK, ""),
         pod=c.labels.get(labels.POD, ""),
         name=c.name,
         container_id=c.id,
-        phase=_phase(c),
+        phase=container_phase(c),
         ready=c.state == "running",
         restarts=0,
         revision=c.labels.get(labels.REVISION, ""),
@@ -47,7 +34,7 @@ def _row(c: ContainerInfo) -> PodRow:
         reason=reason,
         replica=replica,
         ip=c.ip,
-        exit_code=c.exit_code if c.state in ("exited", "dead") else None,
+        exit_code=c.exit_code if has_ended(c.state) else None,
         started_at=c.started_at,
     )
 

@@ -27,3 +27,22 @@ def pull_delay(attempts: int) -> float:
     return float(
         min(defaults.PULL_BACKOFF_INITIAL_S * (2 ** min(exp, 20)), defaults.PULL_BACKOFF_CAP_S)
     )
+
+
+def format_duration(seconds: float) -> str:
+    """A duration as Go and Kubernetes print one, trailing zero units dropped:
+    `500ms`, `2s`, `1.5s`, `1m4s`, `5m`, `1h0m30s`, `1h`. Whole milliseconds."""
+    ms = round(seconds * 1000)
+    if ms < 0:
+        return "-" + format_duration(-ms / 1000)
+    if ms < 1000:
+        return f"{ms}ms" if ms else "0s"
+    hours, rest = divmod(ms, 3_600_000)
+    minutes, rest = divmod(rest, 60_000)
+    secs, millis = divmod(rest, 1000)
+    out = f"{hours}h" if hours else ""
+    if minutes or (hours and rest):
+        out += f"{minutes}m"
+    if rest:
+        out += f"{secs}.{millis:03d}".rstrip("0").rstrip(".") + "s"
+    return out
