@@ -24,7 +24,9 @@ from typing import TYPE_CHECKING, Literal
 
 from podctl import labels
 from podctl.reconcile import backoff
+from podctl.reconcile.backoff import format_duration
 from podctl.reconcile.ledger import Ledger
+from podctl.reconcile.phase import engine_phase, exit_reason, has_ended, replica_index
 from podctl.reconcile.steps import (
     AnyStep,
     BuildImage,
@@ -44,9 +46,10 @@ from podctl.reconcile.steps import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Sequence
+    from collections.abc import Callable, Iterable, Sequence, Set
 
     from podctl.health.model import ContainerHealth, HealthView
+    from podctl.reconcile.ledger import RestartRecord
     from podctl.reconcile.observed import ObservedState
     from podctl.runtime.protocol import ContainerInfo
     from podctl.spec.model import DesiredPod, DesiredStack, RolloutSpec
@@ -83,17 +86,25 @@ def rollout_budget(spec: RolloutSpec, replicas: int) -> tuple[int, int]:
     return surge, unavailable
 
 
-def _replica_index(c: ContainerInfo) -> int | None:
-    try:
-        return int(c.labels.get(labels.REPLICA, ""))
-    except ValueError:
-        return None
-
-
 def _ran_for(c: ContainerInfo) -> float | None:
     if c.started_at is None or c.finished_at is None:
         return None
     return c.finished_at - c.started_at
+
+
+def unique_name(base: str, *taken: Set[str]) -> str:
+    """`base`, or `base-2`, `base-3`, ... when a container still in the snapshot has it.
+
+    Docker names are host-wide: a replica recreated while its predecessor of the same
+    name is still being stopped and removed (scaled down and straight back up) would
+    otherwise fail with `Conflict: name already in use` until the old one is gone.
+    Chosen from the observed names alone, so the same snapshot gives the same name.
+    """
+    name, n = base, 1
+    while any(name in names for names in taken):
+        n += 1
+        name = f"{base}-{n}"
+    return name
 
 
 @dataclass
@@ -115,6 +126,21 @@ class _Capacity:
 
 
 @dataclass
+class _StackPass:
+    """What one pass knows about one stack, each computed at most once."""
+
+    stack: DesiredStack
+    pods: dict[str, DesiredPod]
+    # The stack's containers by pod label, all of them (also those being removed).
+    observed_by_pod: Mapping[str, Sequence[ContainerInfo]]
+    net_step: int | None = None
+    volume_steps: dict[str, int] = field(default_factory=dict)
+    needs_files: bool | None = None
+    files_step: int | None = None
+    dependency_ready: dict[str, bool] = field(default_factory=dict)
+
+
+@dataclass
 class _Planner:
     observed: ObservedState
     health: HealthView
@@ -128,6 +154,8 @@ class _Planner:
     capacity: _Capacity | None = None
     # Long steps still under way from an earlier pass (see Busy): not planned again.
     busy: Busy = field(default_factory=dict)
+    # Names of new containers planned in this pass (on top of the observed ones).
+    new_names: set[str] = field(default_factory=set)
 
     def add(self, cls: type[AnyStep], *, deps: Iterable[int | None] = (), **kw: object) -> int:
         step_id = len(self.steps) + 1
@@ -193,20 +221,23 @@ class _Planner:
     # -- one stack ---------------------------------------------------------
 
     def plan_stack(self, stack: DesiredStack) -> None:
-        net = self.observed.network(stack.network)
-        net_step: int | None = None
-        if net is None:
-            net_step = self.add(
+        observed = self.observed.stack(stack.name)
+        sp = _StackPass(
+            stack=stack,
+            pods={p.name: p for p in stack.pods},
+            observed_by_pod=observed.by_pod,
+        )
+        if self.observed.network(stack.network) is None:
+            sp.net_step = self.add(
                 CreateNetwork,
                 target=f"network:{stack.network}",
                 cause="not found",
                 stack=stack.name,
                 name=stack.network,
             )
-        volume_steps: dict[str, int] = {}
         for vol in stack.volumes:
             if self.observed.volume(vol.docker_name) is None:
-                volume_steps[vol.name] = self.add(
+                sp.volume_steps[vol.name] = self.add(
                     CreateVolume,
                     target=f"volume:{vol.docker_name}",
                     cause="not found",
@@ -214,96 +245,111 @@ class _Planner:
                     volume=vol.name,
                     docker_name=vol.docker_name,
                 )
-        files_step: list[int] = []
 
-        def prepare_files() -> int | None:
-            needs = any(
-                m.kind in ("config", "secret") for p in stack.pods for m in p.template.mounts
-            ) or any(p.template.env_from for p in stack.pods)
-            if not needs:
-                return None
-            if not files_step:
-                files_step.append(
-                    self.add(
-                        PrepareFiles,
-                        target=f"stack:{stack.name}",
-                        cause="configs and secrets for new containers",
-                        stack=stack.name,
-                    )
-                )
-            return files_step[0]
+        by_pod: Mapping[str, Sequence[ContainerInfo]] = observed.by_pod
+        removing = {cid for cid, kind in self.busy.items() if kind == "removing"}
+        if removing and any(c.id in removing for c in observed.containers):
+            live: dict[str, list[ContainerInfo]] = {}
+            for c in observed.containers:
+                if c.id in removing:
+                    self.terminating(c, "being removed")
+                    continue  # going away: as good as gone for every decision
+                live.setdefault(c.labels.get(labels.POD, ""), []).append(c)
+            by_pod = live
 
-        containers = self.observed.stack_containers(stack.name)
-        by_pod: dict[str, list[ContainerInfo]] = {}
-        for c in containers:
-            if self.busy.get(c.id) == "removing":
-                self.terminating(c, "being removed")
-                continue  # going away: as good as gone for every decision
-            by_pod.setdefault(c.labels.get(labels.POD, ""), []).append(c)
-
-        for pod_name, cs in sorted(by_pod.items()):
-            if stack.pod(pod_name) is None:
-                for c in cs:
+        for pod_name in sorted(by_pod):
+            if pod_name not in sp.pods:
+                for c in by_pod[pod_name]:
                     self.remove(c, None, 10.0, "pod no longer in the stack file")
 
         for pod in stack.pods:
-            self.plan_pod(
-                stack, pod, by_pod.get(pod.name, []), net_step, volume_steps, prepare_files
-            )
+            self.plan_pod(sp, pod, by_pod.get(pod.name, ()))
 
-    def dependency_wait(self, stack: DesiredStack, pod: DesiredPod) -> str | None:
-        for dep in pod.depends_on:
-            dep_pod = stack.pod(dep)
-            ready = any(
-                self.is_ready(c, dep_pod)
-                for c in self.observed.stack_containers(stack.name)
-                if c.labels.get(labels.POD) == dep
+    def prepare_files(self, sp: _StackPass) -> int | None:
+        """The stack's PrepareFiles step (planned once, when a new container needs it)."""
+        if sp.needs_files is None:
+            sp.needs_files = any(
+                p.template.env_from
+                or any(m.kind in ("config", "secret") for m in p.template.mounts)
+                for p in sp.stack.pods
             )
+        if not sp.needs_files:
+            return None
+        if sp.files_step is None:
+            sp.files_step = self.add(
+                PrepareFiles,
+                target=f"stack:{sp.stack.name}",
+                cause="configs and secrets for new containers",
+                stack=sp.stack.name,
+            )
+        return sp.files_step
+
+    def dependency_wait(self, sp: _StackPass, pod: DesiredPod) -> str | None:
+        for dep in pod.depends_on:
+            ready = sp.dependency_ready.get(dep)
+            if ready is None:
+                dep_pod = sp.pods.get(dep)
+                ready = sp.dependency_ready[dep] = any(
+                    self.is_ready(c, dep_pod) for c in sp.observed_by_pod.get(dep, ())
+                )
             if not ready:
                 return f"WaitingFor {dep}"
         return None
 
     def plan_pod(
-        self,
-        stack: DesiredStack,
-        pod: DesiredPod,
-        containers: list[ContainerInfo],
-        net_step: int | None,
-        volume_steps: dict[str, int],
-        prepare_files: Callable[[], int | None],
+        self, sp: _StackPass, pod: DesiredPod, containers: Sequence[ContainerInfo]
     ) -> None:
+        stack = sp.stack
         n = pod.replicas
+        revision = pod.revision
+        grace = pod.template.stop_grace_s
         slots: dict[int, list[ContainerInfo]] = {}
         for c in containers:
-            idx = _replica_index(c)
+            idx = replica_index(c.labels)
             if idx is None or idx >= n:
                 why = f"scaled down to {n}" if idx is not None else "no replica label"
-                self.remove(c, pod, pod.template.stop_grace_s, why)
+                self.remove(c, pod, grace, why)
                 continue
-            slots.setdefault(idx, []).append(c)
+            cs = slots.get(idx)
+            if cs is None:
+                slots[idx] = [c]
+            else:
+                cs.append(c)
 
-        surge, unavailable = rollout_budget(pod.rollout, n)
-        total = sum(len(v) for v in slots.values())
-        available = sum(1 for v in slots.values() if any(self.is_ready(c, pod) for c in v))
-        blocked = self.dependency_wait(stack, pod)
+        ready: dict[str, bool] = {}
+
+        def is_ready(c: ContainerInfo) -> bool:
+            r = ready.get(c.id)
+            if r is None:
+                r = ready[c.id] = self.is_ready(c, pod)
+            return r
+
+        # Rollout bookkeeping, worked out only once a slot needs rolling: replicas
+        # that exist and slots that are available, as changed by this pass so far.
+        total_change = available_change = 0
+        roll: tuple[int, int, int, int] | None = None  # surge, unavailable, total, available
 
         def create(slot: int, cause: str, after: int | None = None) -> None:
-            name = container_name(stack.name, pod.name, slot, pod.revision)
-            reason = blocked
+            base = container_name(stack.name, pod.name, slot, revision)
+            reason = self.dependency_wait(sp, pod)
             image_step: int | None = None
             if reason is None:
                 image_step, reason = self.ensure_image(pod)
             if reason is None and self.capacity is not None:
                 reason = self.capacity.admit(pod)
             if reason is not None:
-                self.pending(pod, slot, name, reason)
+                self.pending(pod, slot, base, reason)
                 return
-            vols = [volume_steps.get(m.source) for m in pod.template.mounts if m.kind == "volume"]
+            name = unique_name(base, self.observed.container_names, self.new_names)
+            self.new_names.add(name)
+            vols = [
+                sp.volume_steps.get(m.source) for m in pod.template.mounts if m.kind == "volume"
+            ]
             self.add(
                 RunContainer,
                 target=f"pod:{stack.name}/{pod.name}/{slot}",
                 cause=cause,
-                deps=[net_step, image_step, after, prepare_files(), *vols],
+                deps=[sp.net_step, image_step, after, self.prepare_files(sp), *vols],
                 stack=stack.name,
                 pod=pod.name,
                 replica=slot,
@@ -312,81 +358,88 @@ class _Planner:
             self.pending(pod, slot, name, "ContainerCreating")
 
         for slot in range(n):
-            cs = sorted(slots.get(slot, []), key=lambda c: (c.started_at or 0.0, c.id))
-            new = [c for c in cs if c.labels.get(labels.REVISION) == pod.revision]
-            old = [c for c in cs if c.labels.get(labels.REVISION) != pod.revision]
-            # Duplicates (e.g. two podctl instances raced): keep the best one.
-            for extra in _extras(new, lambda c: self.is_ready(c, pod)):
-                self.remove(extra, pod, pod.template.stop_grace_s, "duplicate replica")
-                new.remove(extra)
-                total -= 1
-            for extra in _extras(old, lambda c: self.is_ready(c, pod)):
-                self.remove(extra, pod, pod.template.stop_grace_s, "duplicate replica")
-                old.remove(extra)
-                total -= 1
-
-            if not new and not old:
+            cs = slots.get(slot)
+            if cs is None:
                 create(slot, "missing")
                 continue
+            if len(cs) == 1 and cs[0].labels.get(labels.REVISION) == revision:
+                self.upkeep(cs[0], pod, slot)  # the converged case
+                continue
+            cs.sort(key=_by_start)
+            new = [c for c in cs if c.labels.get(labels.REVISION) == revision]
+            old = [c for c in cs if c.labels.get(labels.REVISION) != revision]
+            # Duplicates (e.g. two podctl instances raced): keep the best one.
+            for extra in _extras(new, is_ready):
+                self.remove(extra, pod, grace, "duplicate replica")
+                new.remove(extra)
+                total_change -= 1
+            for extra in _extras(old, is_ready):
+                self.remove(extra, pod, grace, "duplicate replica")
+                old.remove(extra)
+                total_change -= 1
+
             if new and old:
                 o, nw = old[0], new[0]
-                if self.is_ready(nw, pod) or not self.is_ready(o, pod):
-                    self.remove(
-                        o,
-                        pod,
-                        pod.template.stop_grace_s,
-                        f"replaced by {nw.name} (revision {pod.revision[:6]})",
-                    )
+                if is_ready(nw) or not is_ready(o):
+                    self.remove(o, pod, grace, f"replaced by {nw.name} (revision {revision[:6]})")
                 else:
-                    self.upkeep(o, pod)
-                self.upkeep(nw, pod)
+                    self.upkeep(o, pod, slot)
+                self.upkeep(nw, pod, slot)
                 continue
             if new:
-                self.upkeep(new[0], pod)
+                self.upkeep(new[0], pod, slot)
                 continue
             # Only an outdated container in this slot: roll it.
+            if roll is None:
+                roll = (
+                    *rollout_budget(pod.rollout, n),
+                    sum(len(v) for v in slots.values()),
+                    sum(1 for v in slots.values() if any(is_ready(c) for c in v)),
+                )
+            surge, unavailable, total, available = roll
             o = old[0]
-            o_ready = self.is_ready(o, pod)
-            cause = f"template changed (revision {pod.revision[:6]})"
-            if not o_ready:
-                rid = self.remove(o, pod, pod.template.stop_grace_s, cause + "; old not ready")
+            cause = f"template changed (revision {revision[:6]})"
+            if not is_ready(o):
+                rid = self.remove(o, pod, grace, cause + "; old not ready")
                 create(slot, cause, after=rid)
-            elif total < n + surge:
-                total += 1
-                self.upkeep(o, pod)
+            elif total + total_change < n + surge:
+                total_change += 1
+                self.upkeep(o, pod, slot)
                 create(slot, cause + "; surge")
-            elif available - 1 >= n - unavailable:
-                available -= 1
-                rid = self.remove(o, pod, pod.template.stop_grace_s, cause)
+            elif available + available_change - 1 >= n - unavailable:
+                available_change -= 1
+                rid = self.remove(o, pod, grace, cause)
                 create(slot, cause, after=rid)
             else:
-                self.upkeep(o, pod, note="rollout waiting for availability")
+                self.upkeep(o, pod, slot, note="rollout waiting for availability")
 
     # -- one container -----------------------------------------------------
 
-    def upkeep(self, c: ContainerInfo, pod: DesiredPod, note: str | None = None) -> None:
+    def upkeep(self, c: ContainerInfo, pod: DesiredPod, slot: int, note: str | None = None) -> None:
         """Keep a container that should exist healthy: restart, kill, or just report it."""
         rec = self.ledger.restarts.get(c.id)
-        restarts = rec.restarts if rec else 0
-        h = self.health_of(c)
-        phase: Phase = "Pending"
+        state = c.state
+        phase: Phase = engine_phase(state, c.exit_code)
         reason: str | None = note
         ready = False
-        target = f"pod:{pod.stack}/{pod.name}/{_replica_index(c)}"
 
-        if self.busy.get(c.id) == "killing":
+        if self.busy and self.busy.get(c.id) == "killing":
             # Its liveness kill is under way (SIGTERM, grace, SIGKILL); the restart follows.
             phase, reason = "Running", (rec.killed_for if rec and rec.killed_for else "Killing")
-        elif c.state == "running":
-            phase = "Running"
-            ready = self.is_ready(c, pod)
+        elif state == "running":
+            h = self.health_of(c)
+            if h is None:
+                t = pod.template
+                ready = t.readiness is None and t.startup is None  # as is_ready()
+            else:
+                ready = h.ready and h.started and h.restart_reason is None
             if h is not None and h.restart_reason is not None:
                 ready = False
                 reason = h.restart_reason
                 probe = "liveness" if h.restart_reason == "LivenessFailed" else "startup"
                 self.add(
                     KillContainer,
-                    target=target,
+                    target=f"pod:{pod.stack}/{pod.name}/{slot}",
                     cause=f"{probe} probe failed: {h.message}".rstrip(": "),
                     container_id=c.id,
                     grace_s=pod.template.stop_grace_s,
@@ -399,67 +452,78 @@ class _Planner:
                     reason = f"Unhealthy: {h.message}"
                 else:
                     reason = "NotReady"
-        elif c.state == "created":
+        elif state == "created":
             self.add(
                 StartContainer,
-                target=target,
+                target=f"pod:{pod.stack}/{pod.name}/{slot}",
                 cause="created but not started",
                 container_id=c.id,
                 backoff_level=rec.backoff_level if rec else 0,
             )
             reason = "ContainerCreating"
-        elif c.state in ("exited", "dead"):
+        elif has_ended(state):
             code = c.exit_code if c.exit_code is not None else -1
             wants_restart = pod.restart == "always" or (pod.restart == "on-failure" and code != 0)
             if not wants_restart:
-                phase = "Succeeded" if code == 0 else "Failed"
-                reason = (
-                    f"Completed (exit code {code})" if code == 0 else f"Error (exit code {code})"
-                )
+                reason = exit_reason(code)
             else:
-                level = backoff.effective_level(rec.backoff_level if rec else 0, _ran_for(c))
-                delay = backoff.crash_delay(level)
-                finished = c.finished_at if c.finished_at is not None else self.now
-                due = finished + delay
-                killed = rec.killed_for if rec else None
-                why = killed or (
-                    f"OOMKilled (exit code {code})" if c.oom_killed else f"exit code {code}"
-                )
-                if self.now >= due:
-                    self.add(
-                        StartContainer,
-                        target=target,
-                        cause=f"{why}; restart after back-off {_fmt(delay)}",
-                        container_id=c.id,
-                        backoff_level=level + 1,
-                    )
-                    phase = "Pending"
-                    reason = f"Restarting ({why})"
-                else:
-                    phase = "CrashLoopBackOff"
-                    reason = f"back-off {_fmt(delay)} restarting failed container ({why})"
-                    self.wake_at.append(due)
-        else:
-            phase = "Running" if c.state in ("paused", "restarting") else "Terminating"
-            reason = c.state
+                phase, reason = self.crash_loop(c, pod, slot, rec, code)
 
         self.status.append(
             ReplicaStatus(
                 stack=pod.stack,
                 pod=pod.name,
-                replica=_replica_index(c) or 0,
+                replica=slot,
                 name=c.name,
                 container_id=c.id,
                 phase=phase,
                 ready=ready,
-                restarts=restarts,
+                restarts=rec.restarts if rec else 0,
                 revision=c.labels.get(labels.REVISION, ""),
                 image=c.image,
                 reason=reason,
-                exit_code=c.exit_code if c.state in ("exited", "dead") else None,
+                exit_code=c.exit_code if has_ended(state) else None,
                 ip=c.ip,
                 started_at=c.started_at,
             )
+        )
+
+    def crash_loop(
+        self, c: ContainerInfo, pod: DesiredPod, slot: int, rec: RestartRecord | None, code: int
+    ) -> tuple[Phase, str]:
+        """An ended container its restart policy wants back: restart it once its back-off is up.
+
+        The back-off runs from the end of the run being restarted. A snapshot can
+        show an exit from before podctl's last restart of the container (the engine
+        lags, or a restarted container crashed again with the same exit code before
+        the next look, so an older inspect is reused): that exit is not the latest,
+        which came after the restart. Dating the back-off from the stale exit made
+        a 16 s step fire some 6 s after the crash it was for; so it runs from the
+        later of the two, and the reset rule trusts the run's length only when the
+        exit is the latest.
+        """
+        finished = c.finished_at if c.finished_at is not None else self.now
+        ran_for = _ran_for(c)
+        if rec is not None and rec.last_restart_at > finished:
+            finished, ran_for = rec.last_restart_at, None
+        level = backoff.effective_level(rec.backoff_level if rec else 0, ran_for)
+        delay = backoff.crash_delay(level)
+        due = finished + delay
+        killed = rec.killed_for if rec else None
+        why = killed or (f"OOMKilled (exit code {code})" if c.oom_killed else f"exit code {code}")
+        if self.now >= due:
+            self.add(
+                StartContainer,
+                target=f"pod:{pod.stack}/{pod.name}/{slot}",
+                cause=f"{why}; restart after back-off {format_duration(delay)}",
+                container_id=c.id,
+                backoff_level=level + 1,
+            )
+            return "Pending", f"Restarting ({why})"
+        self.wake_at.append(due)
+        return (
+            "CrashLoopBackOff",
+            f"back-off {format_duration(delay)} restarting failed container ({why})",
         )
 
     def remove(self, c: ContainerInfo, pod: DesiredPod | None, grace_s: float, cause: str) -> int:
@@ -478,7 +542,7 @@ class _Planner:
             ReplicaStatus(
                 stack=c.labels.get(labels.STACK, ""),
                 pod=c.labels.get(labels.POD, ""),
-                replica=_replica_index(c) or 0,
+                replica=replica_index(c.labels) or 0,
                 name=c.name,
                 container_id=c.id,
                 phase="Terminating",
@@ -510,16 +574,16 @@ class _Planner:
         )
 
 
+def _by_start(c: ContainerInfo) -> tuple[float, str]:
+    return (c.started_at or 0.0, c.id)
+
+
 def _extras(cs: list[ContainerInfo], ready: Callable[[ContainerInfo], bool]) -> list[ContainerInfo]:
     """All but the one container worth keeping: the ready one, else the running, else newest."""
     if len(cs) <= 1:
         return []
     keep = max(cs, key=lambda c: (bool(ready(c)), c.state == "running", c.started_at or 0.0))
     return [c for c in cs if c is not keep]
-
-
-def _fmt(seconds: float) -> str:
-    return f"{seconds:g}s" if seconds < 60 else f"{seconds / 60:g}m"
 
 
 def _capacity(observed: ObservedState, stacks: Sequence[DesiredStack]) -> _Capacity | None:
@@ -529,11 +593,14 @@ def _capacity(observed: ObservedState, stacks: Sequence[DesiredStack]) -> _Capac
         return None
     cap = _Capacity(nano_cpus=host.ncpu * 1_000_000_000, memory_bytes=host.mem_bytes)
     for stack in stacks:
-        for c in observed.stack_containers(stack.name):
-            pod = stack.pod(c.labels.get(labels.POD, ""))
-            if pod is not None and c.state not in ("exited", "dead"):
-                cap.nano_cpus -= pod.template.nano_cpus
-                cap.memory_bytes -= pod.template.memory_bytes
+        by_pod = observed.stack(stack.name).by_pod
+        for pod in stack.pods:
+            cpu, mem = pod.template.nano_cpus, pod.template.memory_bytes
+            if not cpu and not mem:
+                continue
+            live = sum(1 for c in by_pod.get(pod.name, ()) if not has_ended(c.state))
+            cap.nano_cpus -= cpu * live
+            cap.memory_bytes -= mem * live
     return cap
 
 
