@@ -297,11 +297,19 @@ class DockerRuntime:
         return str(data["Id"])
 
     async def start_container(self, container_id: str) -> None:
-        await self._mutate(
-            f"starting container {short_id(container_id)}",
-            "POST",
-            f"{container_path(container_id)}/start",
-        )
+        # A (re)started container gets a new StartedAt and, once it ends, a new
+        # FinishedAt; if it crashes again with the same exit code before the next
+        # list, the list's State/Status look unchanged: forget the inspect (also
+        # one a list running meanwhile stored).
+        self._inspect_cache.pop(container_id, None)
+        try:
+            await self._mutate(
+                f"starting container {short_id(container_id)}",
+                "POST",
+                f"{container_path(container_id)}/start",
+            )
+        finally:
+            self._inspect_cache.pop(container_id, None)
 
     async def stop_container(self, container_id: str, grace_s: float) -> None:
         grace = max(0, math.ceil(grace_s))
