@@ -1,0 +1,3 @@
+from bench.plan.run import main
+
+main()
