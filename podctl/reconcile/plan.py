@@ -285,7 +285,9 @@ class _Planner:
         surge, unavailable = rollout_budget(pod.rollout, n)
         total = sum(len(v) for v in slots.values())
         available = sum(1 for v in slots.values() if any(self.is_ready(c, pod) for c in v))
-        blocked = self.dependency_wait(stack, pod)
+        # A container's spec carries the stack network's gateway (in-stack service
+        # discovery), so containers are created once the network exists: a pass later.
+        blocked = "NetworkCreating" if net_step is not None else self.dependency_wait(stack, pod)
 
         def create(slot: int, cause: str, after: int | None = None) -> None:
             name = container_name(stack.name, pod.name, slot, pod.revision)

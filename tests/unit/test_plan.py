@@ -16,11 +16,15 @@ def render(desired, obs, health=None, ledger=None, now=NOW) -> str:
 
 
 def test_fresh_stack_creates_network_then_replicas() -> None:
-    text = render(stack(pod(replicas=2)), observed(network=False))
-    assert text == (
-        "[] -> #1 network:podctl_shop, CreateNetwork, not found\n"
-        "[1] -> #2 pod:shop/web/0, RunContainer, missing\n"
-        "[1] -> #3 pod:shop/web/1, RunContainer, missing"
+    # A container's spec names the network's gateway (in-stack discovery), so the
+    # replicas wait one pass for the network.
+    desired = stack(pod(replicas=2))
+    first = plan([desired], observed(network=False), {}, Ledger(), NOW)
+    assert first.render() == "[] -> #1 network:podctl_shop, CreateNetwork, not found"
+    assert [s.reason for s in first.status] == ["NetworkCreating", "NetworkCreating"]
+    assert render(desired, observed()) == (
+        "[] -> #1 pod:shop/web/0, RunContainer, missing\n"
+        "[] -> #2 pod:shop/web/1, RunContainer, missing"
     )
 
 
