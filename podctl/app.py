@@ -36,6 +36,7 @@ from podctl.runtime.errors import EngineError
 from podctl.spec import load_stacks
 from podctl.stackset import StackSet
 from podctl.storage.files import EnvironStackFiles, StackFiles
+from podctl.storage.history import RevisionHistory
 from podctl.storage.redact import secret_values
 from podctl.storage.statedir import StateDir
 
@@ -110,6 +111,7 @@ class Instance:
             self.controller,
             self.files,
             lambda: load_stacks(self.paths, self.overrides, self.environ),
+            RevisionHistory(self.state),
         )
         self.handlers = ControlHandlers(
             self.controller, self.router, self.health, self.stacks, redactor=redactor
@@ -193,6 +195,7 @@ class Instance:
                             await self.controller.run()
 
                     tg.start_soon(controller_main)
+                    await self.stacks.record_revisions("start")
                     if self.metrics is not None:
                         metrics_server = MetricsServer(
                             *self.metrics, source=lambda: render_metrics(self.router.stats())

@@ -16,6 +16,7 @@ import anyio
 import msgspec
 
 from podctl.spec.errors import SpecError
+from podctl.storage.errors import StateWriteError
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
     from podctl.reconcile.controller import Controller
     from podctl.spec.model import DesiredStack
     from podctl.storage.files import StackFiles
+    from podctl.storage.history import RevisionHistory
 
 log = logging.getLogger("podctl.stacks")
 
@@ -33,10 +35,25 @@ class StackSet:
         controller: Controller,
         files: StackFiles,
         load: Callable[[], list[DesiredStack]],
+        history: RevisionHistory | None = None,
     ) -> None:
         self.controller = controller
         self.files = files
         self.load = load
+        self.history = history
+
+    async def record_revisions(self, cause: str) -> None:
+        """Remember each pod's current template (a no-op when it is the newest already)."""
+        if self.history is None:
+            return
+        for stack in self.controller.stacks:
+            for pod in stack.pods:
+                try:
+                    await self.history.record_async(
+                        stack.name, pod.name, pod.revision, pod.template, cause=cause
+                    )
+                except (OSError, ValueError, StateWriteError) as exc:
+                    log.warning("could not record revision of %s/%s: %s", stack.name, pod.name, exc)
 
     async def replace_stacks(self, stacks: Sequence[DesiredStack], why: str) -> None:
         """Run `stacks` from now on. A stack no longer among them (renamed or removed
@@ -88,4 +105,5 @@ class StackSet:
         if stacks != self.controller.stacks:
             self.controller.events.emit("", "reload", "Reloaded", "stack files changed")
             await self.replace_stacks(stacks, "no longer in the stack files")
+            await self.record_revisions("file change")
         return True
