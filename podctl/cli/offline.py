@@ -74,7 +74,7 @@ async def get_stacks(rt: Runtime, stack: str | None) -> list[StackRow]:
 
 async def resolve(rt: Runtime, name: str) -> str:
     """Container id for what a user typed: container name, pod-N, stack/pod-N, id prefix."""
-    from podctl.app import find_replica
+    from podctl.api.names import find_replica
 
     found = find_replica(await get_pods(rt, None), name)
     if found is None or found.container_id is None:

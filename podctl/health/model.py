@@ -12,6 +12,8 @@ from typing import Literal
 
 import msgspec
 
+from podctl.spec.model import ProbeSpec
+
 RestartReason = Literal["LivenessFailed", "StartupFailed"]
 
 
@@ -36,3 +38,34 @@ class ContainerHealth(msgspec.Struct, frozen=True, kw_only=True):
 
 
 HealthView = Mapping[str, ContainerHealth]
+
+
+class ProbeTarget(msgspec.Struct, frozen=True, kw_only=True):
+    """A running container to probe, as the controller observed it."""
+
+    container_id: str
+    stack: str
+    pod: str
+    ip: str | None  # address on its stack network; http/tcp probes fail without one
+    started_at: float  # epoch seconds (the engine's StartedAt)
+    startup: ProbeSpec | None = None
+    liveness: ProbeSpec | None = None
+    readiness: ProbeSpec | None = None
+
+    @property
+    def has_probes(self) -> bool:
+        return any(p is not None for p in (self.startup, self.liveness, self.readiness))
+
+
+def is_ready(health: ContainerHealth | None, *, started_at: float | None, gated: bool) -> bool:
+    """Readiness of a running container, as the kubelet decides it.
+
+    `gated`: its pod has a readiness or startup probe, so it must prove itself
+    first; without one a running container is ready at once. Results of an
+    earlier run of a restarted container (another `started_at`) do not count.
+    """
+    if health is not None and health.started_at is not None and health.started_at != started_at:
+        health = None
+    if health is None:
+        return not gated
+    return health.ready and health.started and health.restart_reason is None

@@ -18,38 +18,21 @@ import time
 from typing import TYPE_CHECKING
 
 import anyio
-import msgspec
 
 from podctl.health.checks import ExecRuntime, probe_once
-from podctl.health.model import ProbeResult
+from podctl.health.model import ProbeResult, ProbeTarget
 from podctl.health.state import HealthState
-from podctl.spec.model import ProbeKind, ProbeSpec
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
 
     from anyio.abc import TaskGroup, TaskStatus
 
+    from podctl.health.model import HealthView
     from podctl.health.store import HealthStore
+    from podctl.spec.model import ProbeKind, ProbeSpec
 
 log = logging.getLogger(__name__)
-
-
-class ProbeTarget(msgspec.Struct, frozen=True, kw_only=True):
-    """A running container to probe, as the controller observed it."""
-
-    container_id: str
-    stack: str
-    pod: str
-    ip: str | None  # address on its stack network; http/tcp probes fail without one
-    started_at: float  # epoch seconds (the engine's StartedAt)
-    startup: ProbeSpec | None = None
-    liveness: ProbeSpec | None = None
-    readiness: ProbeSpec | None = None
-
-    @property
-    def has_probes(self) -> bool:
-        return any(p is not None for p in (self.startup, self.liveness, self.readiness))
 
 
 class _Probed:
@@ -117,6 +100,10 @@ class ProberSupervisor:
         for cid, target in wanted.items():
             if cid not in self._probed:
                 self._start(self._tg, target)
+
+    def view(self) -> HealthView:
+        """What the planner reads: the store's snapshot."""
+        return self._store.view()
 
     def probing(self) -> dict[str, tuple[ProbeKind, ...]]:
         """Container id -> the probes running for it (for tests and `describe`)."""

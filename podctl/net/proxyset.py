@@ -36,6 +36,8 @@ class ListenAddress:
     # network's gateway stays in userspace: DNAT back into the same bridge would
     # need hairpin NAT for the replies.
     kernel: bool = True
+    # Only peers in this network (CIDR) are served; others are closed at once.
+    peers: str | None = None
 
     def __str__(self) -> str:
         return f"{self.host}:{self.port}"

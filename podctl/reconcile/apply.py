@@ -1,9 +1,17 @@
 """apply(): carry out a Plan's steps against a Runtime. No decisions here.
 
-Steps run as soon as their dependencies succeed, at most `concurrency` at a
-time (the engine is a shared, fragile resource). A failed step fails its
+Steps run as soon as their dependencies succeed. A failed step fails its
 dependents; unrelated steps go on. Outcomes the planner needs next time
 (restart counts, pull failures) are written to the Ledger.
+
+apply() does not bound its own concurrency: the runtime bounds *engine calls*
+(the engine is a shared, fragile resource), while waits that cost the engine
+nothing (a stop's grace period, a drain) all run at once. Stopping 50 replicas
+that ignore SIGTERM then takes one grace period, not 50 / 8 of them.
+
+Every step carries what it needs (a RunContainer its resolved ContainerSpec),
+so apply() calls back into nothing but the runtime, the stack files (to write
+configs and secrets) and the drain hook (to let a replica's connections finish).
 """
 
 from __future__ import annotations
@@ -14,10 +22,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 import anyio
-import msgspec
 
 from podctl import labels
-from podctl.reconcile.containers import container_spec
 from podctl.reconcile.ledger import Ledger, PullFailure
 from podctl.reconcile.steps import (
     AnyStep,
@@ -37,20 +43,23 @@ from podctl.reconcile.steps import (
 from podctl.runtime.errors import EngineError
 
 if TYPE_CHECKING:
-    from podctl.runtime.protocol import MountBinding, NetworkInfo, Runtime
-    from podctl.spec.model import DesiredStack
+    from podctl.runtime.protocol import MountBinding, Runtime
+    from podctl.spec.model import DesiredStack, MountSpec
 
 log = logging.getLogger("podctl.apply")
 
 
 class StackFiles(Protocol):
-    """Configs and secrets on disk (podctl.storage): what apply needs of them."""
+    """Configs and secrets on disk (podctl.storage): what the reconciler needs of them."""
 
-    async def materialise(self, stack: DesiredStack) -> None: ...
+    async def materialise(self, stack: DesiredStack) -> None:
+        """Write the stack's config and secret files (before containers mount them)."""
 
-    def mounts_for(self, stack: DesiredStack, pod: str) -> dict[str, MountBinding]: ...
+    def binding(self, stack: DesiredStack, mount: MountSpec) -> MountBinding:
+        """Where a config or secret mount's file is on the host (pure)."""
 
-    async def env_values(self, stack: DesiredStack, pod: str) -> dict[str, str]: ...
+    async def env_values(self, stack: DesiredStack, pod: str) -> dict[str, str]:
+        """Values the pod asked to receive as env (`env: {X: {secret: ...}}`)."""
 
 
 class NoFiles:
@@ -59,44 +68,53 @@ class NoFiles:
     async def materialise(self, stack: DesiredStack) -> None:
         return None
 
-    def mounts_for(self, stack: DesiredStack, pod: str) -> dict[str, MountBinding]:
-        return {}
+    def binding(self, stack: DesiredStack, mount: MountSpec) -> MountBinding:
+        raise LookupError(f"no stack files: cannot mount {mount.kind} {mount.source}")
 
     async def env_values(self, stack: DesiredStack, pod: str) -> dict[str, str]:
         return {}
 
 
-class StepOutcome(msgspec.Struct, frozen=True):
+@dataclass(frozen=True)
+class StepOutcome:
+    """How one step went; `error` keeps its type (EngineUnavailable, Conflict, ...)."""
+
     step_id: int
-    ok: bool
-    error: str = ""
+    error: BaseException | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    @property
+    def message(self) -> str:
+        return "" if self.error is None else str(self.error)
+
+
+class SkippedStep(Exception):
+    """A step not run because a step it depends on failed."""
 
 
 EventSink = Callable[[str, str, str, str], None]  # stack, object, reason, message
+Drain = Callable[[str, float], Awaitable[None]]  # container id, grace seconds
 
 
 @dataclass
 class ApplyContext:
     runtime: Runtime
     stacks: Mapping[str, DesiredStack]
-    networks: dict[str, NetworkInfo]
     ledger: Ledger
     clock: Callable[[], float]
     files: StackFiles = field(default_factory=NoFiles)
-    # Host entries for in-stack service discovery: stack -> ["web:10.1.0.1", ...].
-    service_hosts: Callable[[str, NetworkInfo | None], list[str]] = lambda s, n: []
     # Called before a container is stopped so the proxy can drain it.
-    before_stop: Callable[[str, float], Awaitable[None]] | None = None
+    drain: Drain | None = None
     on_event: EventSink = lambda stack, obj, reason, msg: None
-    concurrency: int = 8
 
 
 async def apply(plan: Plan, ctx: ApplyContext) -> list[StepOutcome]:
     """Run every step whose dependencies succeed; return one outcome per step."""
-    steps = {s.id: s for s in plan.steps}
     done: dict[int, anyio.Event] = {s.id: anyio.Event() for s in plan.steps}
     outcomes: dict[int, StepOutcome] = {}
-    limiter = anyio.CapacityLimiter(max(ctx.concurrency, 1))
 
     async def run_one(step: AnyStep) -> None:
         try:
@@ -105,21 +123,20 @@ async def apply(plan: Plan, ctx: ApplyContext) -> list[StepOutcome]:
                     await done[dep].wait()
                     if not outcomes[dep].ok:
                         outcomes[step.id] = StepOutcome(
-                            step.id, False, f"skipped: step #{dep} failed"
+                            step.id, SkippedStep(f"skipped: step #{dep} failed")
                         )
                         return
-            async with limiter:
-                try:
-                    await _execute(step, ctx)
-                    outcomes[step.id] = StepOutcome(step.id, True)
-                except (EngineError, OSError, TimeoutError) as exc:
-                    outcomes[step.id] = StepOutcome(step.id, False, str(exc))
-                    _record_failure(step, str(exc), ctx)
+            try:
+                await _execute(step, ctx)
+                outcomes[step.id] = StepOutcome(step.id)
+            except (EngineError, OSError, TimeoutError) as exc:
+                outcomes[step.id] = StepOutcome(step.id, exc)
+                _record_failure(step, str(exc), ctx)
         finally:
             done[step.id].set()
 
     async with anyio.create_task_group() as tg:
-        for step in steps.values():
+        for step in plan.steps:
             tg.start_soon(run_one, step)
     return [outcomes[i] for i in sorted(outcomes)]
 
@@ -145,10 +162,7 @@ async def _execute(step: AnyStep, ctx: ApplyContext) -> None:
     rt = ctx.runtime
     match step:
         case CreateNetwork():
-            net = await rt.create_network(
-                step.name, {labels.STACK: step.stack, labels.KIND: "network"}
-            )
-            ctx.networks[step.name] = net
+            await rt.create_network(step.name, {labels.STACK: step.stack, labels.KIND: "network"})
             ctx.on_event(step.stack, step.target, "Created", "network created")
         case RemoveNetwork():
             await rt.remove_network(step.network_id)
@@ -174,19 +188,9 @@ async def _execute(step: AnyStep, ctx: ApplyContext) -> None:
             ctx.ledger.pull_failures.pop(step.ref, None)
             ctx.on_event("", step.target, "Built", f"built {step.ref}")
         case RunContainer():
-            stack = ctx.stacks[step.stack]
-            pod = stack.pod(step.pod)
-            assert pod is not None
-            spec = container_spec(
-                pod,
-                step.replica,
-                step.name,
-                stack.network,
-                extra_hosts=ctx.service_hosts(stack.name, ctx.networks.get(stack.network)),
-                file_mounts=ctx.files.mounts_for(stack, pod.name),
-                env_from_values=await ctx.files.env_values(stack, pod.name),
-            )
-            cid = await rt.create_container(spec)
+            if step.spec is None:
+                raise AssertionError(f"{step.target}: container spec not resolved before apply")
+            cid = await rt.create_container(step.spec)
             await rt.start_container(cid)
             ctx.on_event(step.stack, step.target, "Started", f"{step.name}: {step.cause}")
         case StartContainer():
@@ -202,8 +206,8 @@ async def _execute(step: AnyStep, ctx: ApplyContext) -> None:
             ctx.ledger.record(step.container_id).killed_for = step.reason
             await rt.stop_container(step.container_id, step.grace_s)
         case RemoveContainer():
-            if ctx.before_stop is not None and step.grace_s > 0:
-                await ctx.before_stop(step.container_id, step.grace_s)
+            if ctx.drain is not None and step.grace_s > 0:
+                await ctx.drain(step.container_id, step.grace_s)
             if step.grace_s > 0:
                 await rt.stop_container(step.container_id, step.grace_s)
             await rt.remove_container(step.container_id)

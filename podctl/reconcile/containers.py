@@ -1,4 +1,10 @@
-"""Translate a desired pod replica into the engine's ContainerSpec. No decisions: a mapping."""
+"""Translate a desired pod replica into the engine's ContainerSpec. No decisions: a mapping.
+
+Everything a container needs is resolved here, purely, before `apply()` runs:
+its labels, its mounts (config and secret files at their content-named host
+paths), the host entries for in-stack service discovery, and the env values
+the stack asked to deliver. `apply()` only hands the spec to the engine.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +16,9 @@ from podctl.spec.model import DesiredPod, volume_docker_name
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
+
+    from podctl.runtime.protocol import NetworkInfo
+    from podctl.spec.model import DesiredStack
 
 
 def container_labels(pod: DesiredPod, replica: int) -> dict[str, str]:
@@ -89,3 +98,12 @@ def container_spec(
         pids_limit=t.pids_limit,
         stop_grace_s=t.stop_grace_s,
     )
+
+
+def service_host_entries(stack: DesiredStack, network: NetworkInfo | None) -> list[str]:
+    """/etc/hosts entries: every service of the stack at the stack network's gateway,
+    where podctl's proxy listens and forwards to ready replicas only (not Docker's
+    DNS round-robin over all replicas, ready or not)."""
+    if network is None or not network.gateway:
+        return []
+    return [f"{svc.name}:{network.gateway}" for svc in stack.services]

@@ -12,19 +12,21 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import deque
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Protocol
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Protocol
 
 import anyio
 import anyio.abc
 import msgspec
 
 from podctl import defaults, labels
-from podctl.reconcile.apply import ApplyContext, NoFiles, StackFiles, apply
+from podctl.health.model import ProbeTarget
+from podctl.reconcile.apply import ApplyContext, Drain, EventSink, NoFiles, StackFiles, apply
+from podctl.reconcile.events import EventLog
 from podctl.reconcile.ledger import Ledger
 from podctl.reconcile.observed import ObservedState
 from podctl.reconcile.plan import BusyKind, busy_image, plan, plan_teardown
+from podctl.reconcile.resolve import resolve_containers
 from podctl.reconcile.steps import (
     AnyStep,
     BuildImage,
@@ -35,13 +37,13 @@ from podctl.reconcile.steps import (
     ReplicaStatus,
 )
 from podctl.runtime.errors import EngineError, EngineUnavailable
-from podctl.spec.model import ContainerTemplate, DesiredStack
 
 if TYPE_CHECKING:
-    from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+    from collections.abc import Awaitable, Iterable
 
     from podctl.health.model import HealthView
     from podctl.runtime.protocol import ContainerInfo, HostInfo, NetworkInfo, Runtime, VolumeInfo
+    from podctl.spec.model import DesiredStack
 
 log = logging.getLogger("podctl.controller")
 
@@ -88,74 +90,38 @@ ENGINE_WATCH_INTERVAL_S = 5.0
 DYING_PATIENCE_S = 10.0
 
 
-class Event(msgspec.Struct, frozen=True, kw_only=True):
-    """Something that happened to an object, as `podctl events` shows it."""
-
-    time: float
-    stack: str
-    object: str
-    reason: str  # Created, Started, Restarted, Killing, BackOff, Unhealthy, Failed, ...
-    message: str
-
-
-class EventLog:
-    """A bounded history of events plus live subscribers (for `podctl events -f`)."""
-
-    def __init__(self, clock: Callable[[], float], size: int = 1000) -> None:
-        self._clock = clock
-        self._items: deque[Event] = deque(maxlen=size)
-        self._subscribers: list[MemoryObjectSendStream[Event]] = []
-
-    def emit(self, stack: str, obj: str, reason: str, message: str) -> None:
-        ev = Event(time=self._clock(), stack=stack, object=obj, reason=reason, message=message)
-        self._items.append(ev)
-        log.info("%s %s %s: %s", stack or "-", obj, reason, message)
-        for send in list(self._subscribers):
-            try:
-                send.send_nowait(ev)
-            except (anyio.WouldBlock, anyio.BrokenResourceError, anyio.ClosedResourceError):
-                self._subscribers.remove(send)
-
-    def history(self, stack: str | None = None) -> list[Event]:
-        return [e for e in self._items if stack is None or e.stack in (stack, "")]
-
-    def subscribe(self) -> MemoryObjectReceiveStream[Event]:
-        send, receive = anyio.create_memory_object_stream[Event](256)
-        self._subscribers.append(send)
-        return receive
-
-
-class ProbeTarget(msgspec.Struct, frozen=True, kw_only=True):
-    """A running container and the probes its pod asks for."""
-
-    container_id: str
-    stack: str
-    pod: str
-    ip: str | None
-    started_at: float | None
-    template: ContainerTemplate
-
-
 class Prober(Protocol):
     """What the controller needs of the health room: keep probers in line, read results."""
 
-    def sync(self, targets: Sequence[ProbeTarget]) -> None: ...
+    def sync(self, targets: Iterable[ProbeTarget]) -> None: ...
 
     def view(self) -> HealthView: ...
 
 
 class NoProbes:
-    def sync(self, targets: Sequence[ProbeTarget]) -> None:
+    def sync(self, targets: Iterable[ProbeTarget]) -> None:
         return None
 
     def view(self) -> HealthView:
         return {}
 
 
-PlanObserver = Callable[[Sequence[DesiredStack], ObservedState, Plan], None]
+# Told about every plan (the services router follows the replicas it shows).
+PlanObserver = Callable[[Sequence["DesiredStack"], ObservedState, Plan], None]
 
 
 class Controller:
+    """Observe, plan, apply, for the stacks of one podctl.
+
+    `clock` is the wall clock (epoch seconds: back-offs compare it with the
+    engine's timestamps); tests inject one and drive passes with
+    `reconcile_once()`. The hooks connect the other rooms without the
+    controller knowing them: `observers` see each plan (the services router
+    follows the replicas it shows), `on_died` hears of a container's death
+    before any snapshot does, `drain` lets a replica's connections finish
+    before it is stopped, and `on_ledger_change` persists restart counts.
+    """
+
     def __init__(
         self,
         runtime: Runtime,
@@ -165,9 +131,10 @@ class Controller:
         files: StackFiles | None = None,
         ledger: Ledger | None = None,
         clock: Callable[[], float] = time.time,
+        events: EventLog | None = None,
         observers: Sequence[PlanObserver] = (),
-        service_hosts: Callable[[str, NetworkInfo | None], list[str]] | None = None,
-        before_stop: Callable[[str, float], Any] | None = None,
+        on_died: Callable[[str], None] | None = None,
+        drain: Drain | None = None,
         on_ledger_change: Callable[[Ledger], Awaitable[None]] | None = None,
         resync_s: float = defaults.RESYNC_INTERVAL_S,
         engine_watch_s: float = ENGINE_WATCH_INTERVAL_S,
@@ -178,10 +145,10 @@ class Controller:
         self.files: StackFiles = files or NoFiles()
         self.ledger = ledger or Ledger()
         self.clock = clock
-        self.events = EventLog(clock)
+        self.events = events or EventLog(clock)
         self.observers = list(observers)
-        self.service_hosts = service_hosts
-        self.before_stop = before_stop
+        self.on_died = on_died
+        self.drain = drain
         self.on_ledger_change = on_ledger_change
         self.resync_s = resync_s
         self.engine_watch_s = engine_watch_s
@@ -193,12 +160,13 @@ class Controller:
         self._wake = anyio.Event()
         self._busy: dict[str, BusyKind] = {}
         self._background: anyio.abc.TaskGroup | None = None
-        # Containers the engine said died, until a snapshot agrees: id -> (event time,
-        # monotonic deadline).
+        # Containers the engine said died, until a snapshot agrees: id -> (event
+        # time, give-up time), both on `clock`.
         self._dying: dict[str, tuple[float, float]] = {}
         self._host: HostInfo | None = None
         self.converged = False
         self._pass_done = anyio.Event()
+        self._engine_changed = anyio.Event()
 
     # -- wiring ------------------------------------------------------------
 
@@ -212,6 +180,9 @@ class Controller:
 
     def status(self) -> list[ReplicaStatus]:
         return list(self.last_plan.status)
+
+    def stack(self, name: str) -> DesiredStack | None:
+        return next((s for s in self.stacks if s.name == name), None)
 
     # -- the loop ----------------------------------------------------------
 
@@ -242,7 +213,7 @@ class Controller:
         """The engine's container list can lag its own `die` event (under load, by
         a second or more): a snapshot taken then still says "running". Until the
         snapshot agrees that a container died, keep looking (bounded)."""
-        now = time.monotonic()
+        now = self.clock()
         states = {c.id: c for c in observed.containers}
         for cid, (died_at, give_up) in list(self._dying.items()):
             c = states.get(cid)
@@ -276,14 +247,24 @@ class Controller:
                 return min(the_plan.requeue_after, self.resync_s)
             return self.resync_s
         self._finish_pass(converged=False)
-        ctx = self._apply_context(observed)
-        foreground = self._start_long_steps(the_plan, ctx)
+        ctx = self._apply_context()
+        try:
+            resolved = await resolve_containers(
+                the_plan, {s.name: s for s in self.stacks}, _networks(observed), self.files
+            )
+        except (OSError, LookupError, ValueError) as exc:
+            # A config or secret source vanished since the stacks were loaded: say so,
+            # apply nothing that would start containers without it, and look again.
+            self.events.emit("", "stack-files", "Failed", f"resolving containers: {exc}")
+            return 2.0
+        foreground = self._start_long_steps(resolved, ctx)
         outcomes = await apply(foreground, ctx)
         await self._ledger_changed(observed)
         failed = [o for o in outcomes if not o.ok]
         if failed:
-            if any("engine did not answer" in o.error for o in failed):
-                self._engine_down(EngineUnavailable("applying the plan", failed[0].error))
+            unavailable = [o.error for o in failed if isinstance(o.error, EngineUnavailable)]
+            if unavailable and isinstance(unavailable[0], EngineUnavailable):
+                self._engine_down(unavailable[0])
             return 1.0  # back off a little before retrying what failed
         return 0.0  # look again at once: the steps changed the world
 
@@ -345,22 +326,16 @@ class Controller:
         while not self.converged:
             await self._pass_done.wait()
 
-    def _apply_context(self, observed: ObservedState) -> ApplyContext:
-        ctx = ApplyContext(
+    def _apply_context(self) -> ApplyContext:
+        return ApplyContext(
             runtime=self.runtime,
             stacks={s.name: s for s in self.stacks},
-            networks={n.name: n for n in observed.networks},
             ledger=self.ledger,
             clock=self.clock,
             files=self.files,
+            drain=self.drain,
             on_event=self.events.emit,
-            concurrency=defaults.ENGINE_CONCURRENCY,
         )
-        if self.service_hosts is not None:
-            ctx.service_hosts = self.service_hosts
-        if self.before_stop is not None:
-            ctx.before_stop = self.before_stop
-        return ctx
 
     async def observe(self) -> ObservedState:
         """One snapshot of this instance's stacks, plus which desired images exist.
@@ -425,8 +400,10 @@ class Controller:
                     stack=stack.name,
                     pod=pod.name,
                     ip=c.ip,
-                    started_at=c.started_at,
-                    template=t,
+                    started_at=c.started_at or 0.0,
+                    startup=t.startup,
+                    liveness=t.liveness,
+                    readiness=t.readiness,
                 )
             )
         return out
@@ -434,14 +411,25 @@ class Controller:
     def _engine_down(self, exc: EngineError) -> None:
         if self.engine_ok:
             self.events.emit("", "engine", "EngineUnavailable", str(exc))
+            self._engine_flipped()
         self.engine_ok = False
         self.engine_error = str(exc)
 
     def _engine_up(self) -> None:
         if not self.engine_ok:
             self.events.emit("", "engine", "EngineAvailable", "the engine answers again")
+            self._engine_flipped()
         self.engine_ok = True
         self.engine_error = ""
+
+    def _engine_flipped(self) -> None:
+        self._engine_changed.set()
+        self._engine_changed = anyio.Event()
+
+    async def wait_engine(self, *, ok: bool) -> None:
+        """Until podctl believes the engine answers (`ok`) or not (for tests and status)."""
+        while self.engine_ok != ok:
+            await self._engine_changed.wait()
 
     async def _watch_engine(self) -> None:
         """Notice a hung engine within seconds, not only when a call times out, so
@@ -465,7 +453,9 @@ class Controller:
                         continue  # exec probes, attach, top...: nothing observable changed
                     if ev.labels.get(labels.STACK) in {s.name for s in self.stacks}:
                         if ev.action == "die":
-                            self._dying[ev.id] = (ev.time, time.monotonic() + DYING_PATIENCE_S)
+                            self._dying[ev.id] = (ev.time, self.clock() + DYING_PATIENCE_S)
+                            if self.on_died is not None:
+                                self.on_died(ev.id)
                         self.wake()
             except EngineError as exc:
                 log.debug("event stream dropped: %s", exc)
@@ -490,7 +480,7 @@ class Controller:
             remove_volumes=remove_volumes,
             ledger=self.ledger,
             clock=self.clock,
-            before_stop=self.before_stop,
+            drain=self.drain,
             on_event=self.events.emit,
             grace_by_pod=graces,
         )
@@ -503,26 +493,20 @@ async def teardown(
     remove_volumes: bool = False,
     ledger: Ledger | None = None,
     clock: Callable[[], float] = time.time,
-    before_stop: Callable[[str, float], Any] | None = None,
-    on_event: Callable[[str, str, str, str], None] | None = None,
+    drain: Drain | None = None,
+    on_event: EventSink | None = None,
     grace_s: float = defaults.STOP_GRACE_S,
     grace_by_pod: Mapping[str, float] | None = None,
 ) -> Plan:
-    """`podctl down`: containers first; the network only once they are gone.
+    """`podctl down`: containers first, all at once (each waits out its own grace);
+    the network only once they are gone.
 
     Looks again afterwards: an object whose creation was cut short (podctl
     stopped mid-call) can still appear in the engine a moment later.
     """
     ctx = ApplyContext(
-        runtime=runtime,
-        stacks={},
-        networks={},
-        ledger=ledger or Ledger(),
-        clock=clock,
-        concurrency=defaults.ENGINE_CONCURRENCY,
+        runtime=runtime, stacks={}, ledger=ledger or Ledger(), clock=clock, drain=drain
     )
-    if before_stop is not None:
-        ctx.before_stop = before_stop
     if on_event is not None:
         ctx.on_event = on_event
     first: Plan | None = None
@@ -545,7 +529,14 @@ async def teardown(
         outcomes = await apply(the_plan, ctx)
         failed = [o for o in outcomes if not o.ok]
         if failed:
-            raise EngineError(f"taking stack {stack} down", "; ".join(o.error for o in failed))
+            first_error = failed[0].error
+            if isinstance(first_error, EngineError) and len(failed) == 1:
+                raise first_error
+            raise EngineError(f"taking stack {stack} down", "; ".join(o.message for o in failed))
         await anyio.sleep(TEARDOWN_SETTLE_S)
     assert first is not None
     return first
+
+
+def _networks(observed: ObservedState) -> dict[str, NetworkInfo]:
+    return {n.name: n for n in observed.networks}

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
 from podctl import labels
+from podctl.health.model import is_ready
 from podctl.reconcile import backoff
 from podctl.reconcile.backoff import format_duration
 from podctl.reconcile.ledger import Ledger
@@ -174,12 +175,10 @@ class _Planner:
     def is_ready(self, c: ContainerInfo, pod: DesiredPod | None) -> bool:
         if c.state != "running":
             return False
-        h = self.health_of(c)
-        if h is None:
-            # Not probed yet: ready only when nothing has to be proven first.
-            t = pod.template if pod else None
-            return t is None or (t.readiness is None and t.startup is None)
-        return h.ready and h.started and h.restart_reason is None
+        t = pod.template if pod else None
+        gated = t is not None and (t.readiness is not None or t.startup is not None)
+        # The same rule the services router applies to probe results between passes.
+        return is_ready(self.health.get(c.id), started_at=c.started_at, gated=gated)
 
     # -- images ----------------------------------------------------------
 
@@ -331,7 +330,9 @@ class _Planner:
 
         def create(slot: int, cause: str, after: int | None = None) -> None:
             base = container_name(stack.name, pod.name, slot, revision)
-            reason = self.dependency_wait(sp, pod)
+            # A container's spec carries the stack network's gateway (in-stack service
+            # discovery), so containers are created once the network exists: a pass later.
+            reason = "NetworkCreating" if sp.net_step is not None else self.dependency_wait(sp, pod)
             image_step: int | None = None
             if reason is None:
                 image_step, reason = self.ensure_image(pod)

@@ -10,6 +10,8 @@ from typing import Literal
 
 import msgspec
 
+from podctl.runtime.protocol import ContainerSpec
+
 Phase = Literal["Pending", "Running", "Succeeded", "Failed", "CrashLoopBackOff", "Terminating"]
 
 
@@ -56,12 +58,18 @@ class BuildImage(Step, frozen=True):
 
 
 class RunContainer(Step, frozen=True):
-    """Create and start one replica of a pod at the desired revision."""
+    """Create and start one replica of a pod at the desired revision.
+
+    The planner names the replica; `spec` (everything the engine needs) is
+    resolved just before apply (`podctl.reconcile.resolve`), since it holds
+    values the stack delivers as env and must not outlive the call.
+    """
 
     stack: str
     pod: str
     replica: int
     name: str
+    spec: ContainerSpec | None = None
 
 
 class StartContainer(Step, frozen=True):

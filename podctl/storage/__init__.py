@@ -19,6 +19,7 @@ from podctl.storage.files import (
     read_config,
     read_secret,
 )
+from podctl.storage.history import RevisionHistory, RevisionRecord
 from podctl.storage.paths import runtime_dir, socket_path, state_dir
 from podctl.storage.redact import (
     RedactingFilter,
@@ -26,7 +27,7 @@ from podctl.storage.redact import (
     install_log_redaction,
     secret_ref,
 )
-from podctl.storage.statedir import RevisionHistory, RevisionRecord, StateDir
+from podctl.storage.statedir import StateDir
 from podctl.storage.volumes import bind_binding, volume_binding, volume_labels
 
 __all__ = [

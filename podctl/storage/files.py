@@ -413,3 +413,40 @@ def _lookup_secret(stack: DesiredStack, name: str) -> DesiredSecret:
         if s.name == name:
             return s
     raise StorageError(f"stack {stack.name!r} has no secret {name!r}")
+
+
+class EnvironStackFiles:
+    """The stack files as the reconciler uses them, bound to the environment that
+    env-sourced secrets are read from (`podctl.reconcile.apply.StackFiles`)."""
+
+    def __init__(self, files: StackFiles, environ: Mapping[str, str]) -> None:
+        self.files = files
+        self.environ = dict(environ)
+
+    async def materialise(self, stack: DesiredStack) -> None:
+        result = await self.files.materialise(stack, self.environ)
+        for warning in result.warnings:
+            log.warning("%s", warning)
+
+    def binding(self, stack: DesiredStack, mount: MountSpec) -> MountBinding:
+        return self.files.binding(stack, mount)
+
+    async def env_values(self, stack: DesiredStack, pod: str) -> dict[str, str]:
+        """Values the pod receives as env, read in a worker thread (never logged)."""
+        p = stack.pod(pod)
+        if p is None or not p.template.env_from:
+            return {}
+        refs = p.template.env_from
+
+        def read() -> dict[str, str]:
+            out = {}
+            for ref in refs:
+                if ref.kind == "secret":
+                    sec = next(s for s in stack.secrets if s.name == ref.source)
+                    out[ref.name] = load_secret(sec, self.environ).decode()
+                else:
+                    cfg = next(c for c in stack.configs if c.name == ref.source)
+                    out[ref.name] = load_config(cfg).decode()
+            return out
+
+        return await anyio.to_thread.run_sync(read)

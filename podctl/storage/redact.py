@@ -20,9 +20,12 @@ import threading
 from typing import TYPE_CHECKING
 
 from podctl.storage.digest import content_digest, short_digest
+from podctl.storage.files import load_secret
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Mapping
+    from collections.abc import Iterable, Mapping, Sequence
+
+    from podctl.spec.model import DesiredStack
 
 
 def secret_ref(name: str, digest: str) -> str:
@@ -162,3 +165,15 @@ def install_log_redaction(
     for handler in logging.getLogger().handlers if handlers is None else handlers:
         handler.addFilter(flt)
     return flt
+
+
+def secret_values(stacks: Sequence[DesiredStack], environ: Mapping[str, str]) -> dict[str, bytes]:
+    """Every secret value the stacks use, for the redactor (never printed)."""
+    out: dict[str, bytes] = {}
+    for st in stacks:
+        for sec in st.secrets:
+            try:
+                out[f"{st.name}/{sec.name}"] = load_secret(sec, environ)
+            except Exception:  # the loader already reported a missing source
+                continue
+    return out

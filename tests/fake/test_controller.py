@@ -112,16 +112,26 @@ async def test_teardown_removes_network_last(fake: FakeRuntime) -> None:
     assert not [x for x in fake.containers.values() if x.labels.get(labels.STACK) == "shop"]
 
 
-async def test_events_wake_the_loop(fake: FakeRuntime) -> None:
-    c = Controller(fake, [stack(pod(replicas=1))], resync_s=60)
+async def test_events_wake_the_loop() -> None:
+    now = [1000.0]
+    fake = FakeRuntime(clock=lambda: now[0], call_timeout_s=None)
+    c = Controller(fake, [stack(pod(replicas=1))], resync_s=3600, clock=lambda: now[0])
     async with anyio.create_task_group() as tg:
         await tg.start(c.run)
         with anyio.fail_after(5):
             await c.wait_converged()
+            await anyio.wait_all_tasks_blocked()
             (victim,) = fake.running("shop")
             fake.kill(victim.id)
-            while not (c.status() and c.status()[0].restarts == 1 and fake.running("shop")):
-                await anyio.sleep(0.05)
+            await anyio.wait_all_tasks_blocked()
+            # The die event woke a pass at once (the resync is an hour away): it saw
+            # the crash and holds the restart for its 1 s back-off.
+            assert [s.phase for s in c.status()] == ["CrashLoopBackOff"]
+            now[0] += 1.5
+            c.wake()  # the requeue timer, which runs on real time
+            await anyio.wait_all_tasks_blocked()
+            assert [s.restarts for s in c.status()] == [1]
+            assert fake.running("shop")
         tg.cancel_scope.cancel()
 
 
@@ -141,11 +151,9 @@ async def test_hung_engine_is_reported_while_the_loop_waits(fake: FakeRuntime) -
             await c.wait_converged()
             fake.hang("ping")
             fake.hang("list_containers")
-            while c.engine_ok:
-                await anyio.sleep(0.02)
+            await c.wait_engine(ok=False)
             assert c.status()  # the last known state is still served
             fake.release()
             fake.clear_faults()
-            while not c.engine_ok:
-                await anyio.sleep(0.02)
+            await c.wait_engine(ok=True)
         tg.cancel_scope.cancel()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import anyio
 import pytest
+from anyio import wait_all_tasks_blocked
 
 from podctl.reconcile.controller import Controller
 from podctl.runtime.fake import FakeRuntime
@@ -26,14 +27,19 @@ async def test_exec_events_do_not_wake_the_controller() -> None:
             tg.start_soon(controller.run)
             await rt.wait_subscribers(1)
             await controller.wait_converged()
-            await anyio.sleep(0.2)  # let the last pass's own events settle
+            await wait_all_tasks_blocked()  # the last pass's own events have settled
             before = controller.passes
             (web,) = rt.running("shop")
             # What an exec probe makes the engine say (FakeRuntime.exec emits nothing).
             for _ in range(10):
                 for action in ("exec_create", "exec_start", "exec_die"):
                     rt._emit_container(web, action)
-            await anyio.sleep(0.2)
+            await wait_all_tasks_blocked()  # every event was read, any pass has run
             passes = controller.passes - before
+            # A state change does wake it: the check above could not pass by sleeping.
+            rt._emit_container(web, "die")
+            await wait_all_tasks_blocked()
+            woken = controller.passes - before - passes
             tg.cancel_scope.cancel()
     assert passes == 0, f"{passes} reconcile passes for 30 exec events"
+    assert woken >= 1

@@ -15,7 +15,8 @@ import anyio
 import pytest
 from anyio.abc import ByteStream, SocketAttribute
 
-from podctl.health.prober import ProberSupervisor, ProbeTarget
+from podctl.health.model import ProbeTarget
+from podctl.health.prober import ProberSupervisor
 from podctl.health.store import HealthStore
 from podctl.runtime.protocol import ExecResult
 from podctl.spec.model import ExecProbe, HttpProbe, ProbeSpec

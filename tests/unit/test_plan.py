@@ -18,11 +18,15 @@ def render(desired, obs, health=None, ledger=None, now=NOW) -> str:
 
 
 def test_fresh_stack_creates_network_then_replicas() -> None:
-    text = render(stack(pod(replicas=2)), observed(network=False))
-    assert text == (
-        "[] -> #1 network:podctl_shop, CreateNetwork, not found\n"
-        "[1] -> #2 pod:shop/web/0, RunContainer, missing\n"
-        "[1] -> #3 pod:shop/web/1, RunContainer, missing"
+    # A container's spec names the network's gateway (in-stack discovery), so the
+    # replicas wait one pass for the network.
+    desired = stack(pod(replicas=2))
+    first = plan([desired], observed(network=False), {}, Ledger(), NOW)
+    assert first.render() == "[] -> #1 network:podctl_shop, CreateNetwork, not found"
+    assert [s.reason for s in first.status] == ["NetworkCreating", "NetworkCreating"]
+    assert render(desired, observed()) == (
+        "[] -> #1 pod:shop/web/0, RunContainer, missing\n"
+        "[] -> #2 pod:shop/web/1, RunContainer, missing"
     )
 
 
@@ -293,7 +297,8 @@ def test_long_steps_under_way_are_not_planned_again() -> None:
         busy={"image:busybox:1.36": "pulling"},
     )
     assert p.render() == "[] -> #1 network:podctl_shop, CreateNetwork, not found"
-    assert [(s.phase, s.reason) for s in p.status] == [("Pending", "Pulling image")]
+    # Containers wait for the network first (their spec names its gateway).
+    assert [(s.phase, s.reason) for s in p.status] == [("Pending", "NetworkCreating")]
 
 
 def test_replica_recreated_while_its_namesake_is_removed_gets_a_free_name() -> None:

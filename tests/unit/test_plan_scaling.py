@@ -88,7 +88,7 @@ def converged_pass(pods: int, replicas: int) -> int:
 
 
 def fresh_pass(pods: int) -> int:
-    """Nothing exists yet: network, image and every replica to create; only the last pod
+    """Nothing runs yet: the image and every replica to create; only the last pod
     mounts a config (so the stack's config files are prepared once, for it)."""
     config = MountSpec(kind="config", source="site", target="/www/index.html")
     plain = [pod(f"p{i:04d}", replicas=1, cpus=0.001) for i in range(pods)]
@@ -96,7 +96,7 @@ def fresh_pass(pods: int) -> int:
         plain[-1], template=msgspec.structs.replace(plain[-1].template, mounts=(config,))
     )
     desired = stack(*plain[:-1], last)
-    obs = observed(network=False, images=(), ncpu=1024)
+    obs = observed(images=(), ncpu=1024)
     result = plan([desired], obs, {}, Ledger(), NOW)
     assert result.render().count("RunContainer") == pods
     assert result.render().count("PrepareFiles") == 1

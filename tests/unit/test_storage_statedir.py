@@ -13,7 +13,8 @@ import pytest
 from podctl.spec.model import ContainerTemplate
 from podctl.storage.atomic import atomic_write
 from podctl.storage.errors import StateReadError, StateWriteError
-from podctl.storage.statedir import RevisionHistory, StateDir
+from podctl.storage.history import RevisionHistory
+from podctl.storage.statedir import StateDir
 
 
 class Doc(msgspec.Struct, frozen=True):
