@@ -96,9 +96,24 @@ class ContainerTemplate(Model, frozen=True):
     readiness: ProbeSpec | None = None
 
 
+# Rollout defaults (the pod's `rollout:`), as Kubernetes' Deployment where it has one.
+ROLLOUT_MIN_READY_S = 0.0
+ROLLOUT_PROGRESS_DEADLINE_S = 600.0
+# Revisions kept per pod (Kubernetes' revisionHistoryLimit).
+HISTORY_LIMIT = 10
+
+RolloutStrategy = Literal["rolling", "recreate"]
+
+
 class RolloutSpec(Model, frozen=True):
-    max_surge: int | str = 1
+    """How a pod moves to a new revision. Not part of the revision hash."""
+
+    strategy: RolloutStrategy = "rolling"
+    max_surge: int | str = 1  # a count or "N%"; recreate ignores both
     max_unavailable: int | str = 0
+    min_ready_s: float = ROLLOUT_MIN_READY_S
+    progress_deadline_s: float = ROLLOUT_PROGRESS_DEADLINE_S
+    auto_rollback: bool = True
 
 
 RestartPolicy = Literal["always", "on-failure", "never"]
@@ -157,6 +172,7 @@ class DesiredStack(Model, frozen=True):
     configs: tuple[DesiredConfig, ...] = ()
     secrets: tuple[DesiredSecret, ...] = ()
     volumes: tuple[DesiredVolume, ...] = ()
+    history: int = HISTORY_LIMIT  # revisions kept per pod
 
     def pod(self, name: str) -> DesiredPod | None:
         for p in self.pods:

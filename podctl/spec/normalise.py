@@ -215,6 +215,9 @@ def normalise(
     pods = [_pod(ctx, name, pod, digests) for name, pod in stack.pods.items()]
     _dependency_cycles(ctx)
     services = _services(ctx)
+    history = model.HISTORY_LIMIT if stack.history is None else stack.history
+    if history < 1:
+        ctx.error(("history",), f"must be 1 or more, got {history}")
     if ctx.errors:
         return None, ctx.errors
     return (
@@ -227,6 +230,7 @@ def normalise(
             configs=configs,
             secrets=secrets,
             volumes=volumes,
+            history=history,
         ),
         [],
     )
@@ -578,10 +582,31 @@ def _rollout(ctx: _Context, rollout: schema.Rollout | None, path: FieldPath) -> 
     unavailable = _rollout_amount(ctx, (*path, "max_unavailable"), rollout.max_unavailable)
     if surge is None or unavailable is None:
         return model.RolloutSpec()
-    if _is_zero(surge) and _is_zero(unavailable):
+    if rollout.strategy == "rolling" and _is_zero(surge) and _is_zero(unavailable):
         # As in Kubernetes: with neither, a rollout could never make progress.
         ctx.error(path, "max_surge and max_unavailable cannot both be 0")
-    return model.RolloutSpec(max_surge=surge, max_unavailable=unavailable)
+    min_ready = ctx.duration(
+        (*path, "min_ready"), rollout.min_ready, model.ROLLOUT_MIN_READY_S, positive=False
+    )
+    if min_ready < 0:
+        ctx.error((*path, "min_ready"), "must be 0s or more")
+    deadline = ctx.duration(
+        (*path, "progress_deadline"),
+        rollout.progress_deadline,
+        model.ROLLOUT_PROGRESS_DEADLINE_S,
+        positive=True,
+    )
+    if deadline > 0 and deadline <= min_ready:
+        # As in Kubernetes: no replica could ever count as available in time.
+        ctx.error((*path, "progress_deadline"), "must be longer than min_ready")
+    return model.RolloutSpec(
+        strategy=rollout.strategy,
+        max_surge=surge,
+        max_unavailable=unavailable,
+        min_ready_s=min_ready,
+        progress_deadline_s=deadline,
+        auto_rollback=rollout.auto_rollback,
+    )
 
 
 def _rollout_amount(ctx: _Context, path: FieldPath, value: int | str) -> int | str | None:

@@ -52,8 +52,12 @@ class Probe(FileStruct, frozen=True):
 
 
 class Rollout(FileStruct, frozen=True):
-    max_surge: int | str = 1  # a count or a percentage ("25%")
+    strategy: Literal["rolling", "recreate"] = "rolling"
+    max_surge: int | str = 1  # a count or a percentage ("25%"); ignored by recreate
     max_unavailable: int | str = 0
+    min_ready: Duration | None = None  # ready this long, unbroken, before it counts as available
+    progress_deadline: Duration | None = None  # a rollout not finished by then has failed
+    auto_rollback: bool = True  # return to the last fully available revision on failure
 
 
 class Mount(FileStruct, frozen=True):
@@ -137,3 +141,4 @@ class StackFile(FileStruct, frozen=True):
     secrets: dict[str, Secret] = {}
     volumes: dict[str, Volume] = {}
     allow_host_paths: bool = False
+    history: int | None = None  # revisions kept per pod (rollout history, undo)
