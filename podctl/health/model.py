@@ -35,6 +35,9 @@ class ContainerHealth(msgspec.Struct, frozen=True, kw_only=True):
     # The container start these results belong to: results of an earlier run of a
     # restarted container must not be read as the new run's health.
     started_at: float | None = None
+    # Since when `ready` has held without a break (None while not ready): a rollout
+    # counts a new replica as available once it has been ready for `min_ready`.
+    ready_since: float | None = None
 
 
 HealthView = Mapping[str, ContainerHealth]

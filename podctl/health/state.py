@@ -69,7 +69,8 @@ class HealthState:
         self._ready_probe_ok = False
         self._restart_reason: RestartReason | None = None
         self._trip_message = ""
-        self._health = self._compute()
+        self._ready_since: float | None = None
+        self._health = self._compute(started_at)
 
     # --- queries -----------------------------------------------------------
 
@@ -134,20 +135,24 @@ class HealthState:
             self._ready_probe_ok = True
         elif not result.ok and run >= spec.failure_threshold:
             self._ready_probe_ok = False
-        self._health = self._compute()
+        self._health = self._compute(result.at)
         return self._health
 
     def _trip(self, reason: RestartReason, label: str, run: int, message: str) -> None:
         self._restart_reason = reason
         self._trip_message = f"{label} probe failed {run} times: {message}"
 
-    def _compute(self) -> ContainerHealth:
+    def _compute(self, at: float) -> ContainerHealth:
         has_readiness = self._specs["readiness"] is not None
         ready = (
             self._started
             and self._restart_reason is None
             and (self._ready_probe_ok if has_readiness else True)
         )
+        if not ready:
+            self._ready_since = None
+        elif self._ready_since is None:
+            self._ready_since = at
         return ContainerHealth(
             started=self._started,
             ready=ready,
@@ -156,6 +161,7 @@ class HealthState:
             last=tuple(self._last[k] for k in PROBE_KINDS if k in self._last),
             # Lets the planner tell these results from those of another run.
             started_at=self.started_at,
+            ready_since=self._ready_since,
         )
 
     def _message(self, ready: bool) -> str:

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Protocol
 import anyio
 
 from podctl import labels
-from podctl.reconcile.ledger import Ledger, PullFailure
+from podctl.reconcile.ledger import Ledger, PullFailure, rollout_key
 from podctl.reconcile.steps import (
     AnyStep,
     BuildImage,
@@ -34,6 +34,7 @@ from podctl.reconcile.steps import (
     Plan,
     PrepareFiles,
     PullImage,
+    RecordRollout,
     RemoveContainer,
     RemoveNetwork,
     RemoveVolume,
@@ -212,5 +213,9 @@ async def _execute(step: AnyStep, ctx: ApplyContext) -> None:
                 await rt.stop_container(step.container_id, step.grace_s)
             await rt.remove_container(step.container_id)
             ctx.ledger.restarts.pop(step.container_id, None)
+        case RecordRollout():
+            ctx.ledger.rollouts[rollout_key(step.stack, step.pod)] = step.record
+            if step.reason:
+                ctx.on_event(step.stack, step.target, step.reason, step.message)
         case _:
             raise AssertionError(f"unknown step {step!r}")

@@ -10,24 +10,35 @@ Semantics followed:
 - A failed liveness/startup probe kills the container (SIGTERM, grace,
   SIGKILL); the restart that follows counts and backs off like a crash.
 - A changed template rolls slot by slot within max_surge/max_unavailable,
-  removing an old container only once its replacement is ready.
+  removing an old container only once its replacement is available (ready for
+  min_ready); `recreate` removes every old one first. Progress, failure,
+  automatic rollback and pause follow `podctl.reconcile.rollout`'s rules.
 - depends_on gates only the creation of new containers, as Compose's
   `service_healthy` condition does; running ones are never stopped for it.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
+
+import msgspec
 
 from podctl import labels
 from podctl.health.model import is_ready
 from podctl.reconcile import backoff
 from podctl.reconcile.backoff import format_duration
-from podctl.reconcile.ledger import Ledger
+from podctl.reconcile.ledger import Ledger, rollout_key
 from podctl.reconcile.phase import engine_phase, exit_reason, has_ended, replica_index
+from podctl.reconcile.rollout import (
+    Progress,
+    available_from,
+    decide,
+    rollout_budget,
+    short,
+    target_of,
+)
 from podctl.reconcile.steps import (
     AnyStep,
     BuildImage,
@@ -38,10 +49,12 @@ from podctl.reconcile.steps import (
     Plan,
     PrepareFiles,
     PullImage,
+    RecordRollout,
     RemoveContainer,
     RemoveNetwork,
     RemoveVolume,
     ReplicaStatus,
+    RolloutStatus,
     RunContainer,
     StartContainer,
 )
@@ -53,7 +66,9 @@ if TYPE_CHECKING:
     from podctl.reconcile.ledger import RestartRecord
     from podctl.reconcile.observed import ObservedState
     from podctl.runtime.protocol import ContainerInfo
-    from podctl.spec.model import DesiredPod, DesiredStack, RolloutSpec
+    from podctl.spec.model import ContainerTemplate, DesiredPod, DesiredStack
+
+__all__ = ["plan", "plan_teardown", "rollout_budget"]
 
 
 # What a long-running step is doing, keyed by container id or `busy_image(ref)`.
@@ -68,23 +83,6 @@ def busy_image(ref: str) -> str:
 def container_name(stack: str, pod: str, replica: int, revision: str) -> str:
     """Docker name of a replica; the revision keeps old and new apart during a roll."""
     return f"{stack}-{pod}-{replica}-{revision[:6]}"
-
-
-def rollout_budget(spec: RolloutSpec, replicas: int) -> tuple[int, int]:
-    """(max_surge, max_unavailable) as counts. Percentages round as in Kubernetes:
-    surge up, unavailable down; both zero would deadlock, so surge becomes 1."""
-
-    def resolve(value: int | str, round_up: bool) -> int:
-        if isinstance(value, int):
-            return max(value, 0)
-        pct = float(value.rstrip("%")) / 100.0 * replicas
-        return max(math.ceil(pct) if round_up else math.floor(pct), 0)
-
-    surge = resolve(spec.max_surge, True)
-    unavailable = resolve(spec.max_unavailable, False)
-    if surge == 0 and unavailable == 0:
-        surge = 1
-    return surge, unavailable
 
 
 def _ran_for(c: ContainerInfo) -> float | None:
@@ -157,6 +155,11 @@ class _Planner:
     busy: Busy = field(default_factory=dict)
     # Names of new containers planned in this pass (on top of the observed ones).
     new_names: set[str] = field(default_factory=set)
+    # The proxy's latest connect failure (or reset) per container id: resets min_ready.
+    backend_failures: Mapping[str, float] = field(default_factory=dict)
+    # Templates of revisions the Ledger has none for (revision history), by revision.
+    templates: Mapping[str, ContainerTemplate] = field(default_factory=dict)
+    rollouts: list[RolloutStatus] = field(default_factory=list)
 
     def add(self, cls: type[AnyStep], *, deps: Iterable[int | None] = (), **kw: object) -> int:
         step_id = len(self.steps) + 1
@@ -295,9 +298,162 @@ class _Planner:
                 return f"WaitingFor {dep}"
         return None
 
+    # -- rollouts --------------------------------------------------------
+
+    def readiness_cache(self, pod: DesiredPod) -> Callable[[ContainerInfo], bool]:
+        ready: dict[str, bool] = {}
+
+        def is_ready(c: ContainerInfo) -> bool:
+            r = ready.get(c.id)
+            if r is None:
+                r = ready[c.id] = self.is_ready(c, pod)
+            return r
+
+        return is_ready
+
+    def available_at(self, c: ContainerInfo, pod: DesiredPod) -> float:
+        """When a ready container counts as available (rollout.available_from)."""
+        h = self.health_of(c)
+        since = h.ready_since if h is not None else None
+        start = available_from(since, c.started_at, self.backend_failures.get(c.id))
+        return (start if start > float("-inf") else self.now) + pod.rollout.min_ready_s
+
+    def failing(self, c: ContainerInfo, pod: DesiredPod) -> str | None:
+        """Why a not-ready replica counts as failing for the rollout, or None."""
+        if has_ended(c.state):
+            code = c.exit_code if c.exit_code is not None else -1
+            if pod.restart == "always" or (pod.restart == "on-failure" and code != 0):
+                return f"crash loop (exit code {code})"
+            return exit_reason(code) if code != 0 else None
+        if c.state != "running":
+            return None
+        if self.busy and self.busy.get(c.id) == "killing":
+            return "being killed"
+        h = self.health_of(c)
+        if h is not None and h.restart_reason is not None:
+            return h.restart_reason
+        if h is not None and any(not r.ok for r in h.last):
+            return f"Unhealthy: {h.message}" if h.message else "Unhealthy"
+        rec = self.ledger.restarts.get(c.id)
+        if rec is not None and rec.restarts > 0:
+            return f"restarted {rec.restarts} times"
+        return None
+
+    def measure(
+        self,
+        sp: _StackPass,
+        pod: DesiredPod,
+        containers: Sequence[ContainerInfo],
+        is_ready: Callable[[ContainerInfo], bool],
+    ) -> Progress:
+        """The pod against its target revision `pod.revision`: one pass over its containers."""
+        n, revision = pod.replicas, pod.revision
+        progress = Progress(desired=n)
+        ready_slots: set[int] = set()
+        available_slots: set[int] = set()
+        gated = pod.rollout.min_ready_s > 0
+        for c in containers:
+            idx = replica_index(c.labels)
+            if c.labels.get(labels.REVISION) != revision or idx is None or idx >= n:
+                continue
+            progress.new_total += 1
+            if is_ready(c):
+                ready_slots.add(idx)
+                if not gated:
+                    available_slots.add(idx)
+                    continue
+                at = self.available_at(c, pod)
+                if self.now >= at:
+                    available_slots.add(idx)
+                elif progress.next_available_at is None or at < progress.next_available_at:
+                    progress.next_available_at = at
+                continue
+            why = self.failing(c, pod)
+            if why is not None:
+                progress.new_failing += 1
+                progress.failing_reason = progress.failing_reason or why
+        for c in sp.observed_by_pod.get(pod.name, ()):
+            rev = c.labels.get(labels.REVISION, "")
+            if rev == revision:
+                continue
+            progress.old_remaining += 1
+            counts = progress.old_revisions.setdefault(rev, [0, 0])
+            counts[0] += 1
+            if is_ready(c):
+                counts[1] += 1
+        progress.new_ready = len(ready_slots)
+        progress.new_available = len(available_slots)
+        return progress
+
     def plan_pod(
         self, sp: _StackPass, pod: DesiredPod, containers: Sequence[ContainerInfo]
     ) -> None:
+        """Work out the pod's rollout (its record, its target), then plan its replicas."""
+        stack = sp.stack
+        rec = self.ledger.rollouts.get(rollout_key(stack.name, pod.name))
+        target = target_of(rec, pod)
+        tpod = _retarget(pod, target.revision, target.template)
+        is_ready = self.readiness_cache(tpod)
+        progress = self.measure(sp, tpod, containers, is_ready)
+        d = decide(
+            rec, pod, target, progress, self.now, history=stack.history, templates=self.templates
+        )
+        prev: int | None = None
+        for record, reason, message in d.records:
+            prev = self.add(
+                RecordRollout,
+                target=f"rollout:{stack.name}/{pod.name}",
+                cause=f"{reason}: {message}" if reason else message,
+                deps=[prev],
+                stack=stack.name,
+                pod=pod.name,
+                record=record,
+                reason=reason,
+                message=message,
+            )
+        if d.rollback is not None:
+            tpod = _retarget(pod, d.rollback.revision, d.rollback.template)
+            is_ready = self.readiness_cache(tpod)
+            progress = self.measure(sp, tpod, containers, is_ready)
+        self.wake_at.extend(d.wake_at)
+        override = d.record.override if d.record is not None else None
+        self.rollouts.append(
+            RolloutStatus(
+                stack=stack.name,
+                pod=pod.name,
+                revision=tpod.revision,
+                file_revision=pod.revision,
+                desired=tpod.replicas,
+                new_ready=progress.new_ready,
+                new_available=progress.new_available,
+                old_remaining=progress.old_remaining,
+                started_at=d.record.started_at if d.record is not None else None,
+                state=d.state,
+                message=d.message,
+                strategy=pod.rollout.strategy,
+                override=override.kind if override is not None else None,
+                deadline_at=d.deadline_at,
+            )
+        )
+        hold = None
+        if d.hold:
+            hold = "rollout paused" if d.state == "paused" else "rollout failed"
+        self.plan_replicas(sp, tpod, containers, is_ready, hold, tpod is not pod)
+
+    def plan_replicas(
+        self,
+        sp: _StackPass,
+        pod: DesiredPod,
+        containers: Sequence[ContainerInfo],
+        is_ready: Callable[[ContainerInfo], bool],
+        hold: str | None,
+        override: bool,
+    ) -> None:
+        """Keep `pod.replicas` slots at `pod.revision`: create, keep up, roll.
+
+        `hold` (paused, failed) stops replacement: no surge, no removal of an old
+        replica; `override`: the target is an override's, not the file's template.
+        """
         stack = sp.stack
         n = pod.replicas
         revision = pod.revision
@@ -315,24 +471,33 @@ class _Planner:
             else:
                 cs.append(c)
 
-        ready: dict[str, bool] = {}
+        min_ready = pod.rollout.min_ready_s
 
-        def is_ready(c: ContainerInfo) -> bool:
-            r = ready.get(c.id)
-            if r is None:
-                r = ready[c.id] = self.is_ready(c, pod)
-            return r
+        def available(c: ContainerInfo) -> bool:
+            if not is_ready(c):
+                return False
+            return min_ready <= 0 or self.now >= self.available_at(c, pod)
 
         # Rollout bookkeeping, worked out only once a slot needs rolling: replicas
         # that exist and slots that are available, as changed by this pass so far.
         total_change = available_change = 0
         roll: tuple[int, int, int, int] | None = None  # surge, unavailable, total, available
 
+        recreate_wait = False
+        if pod.rollout.strategy == "recreate" and hold is None:
+            # Every container of another revision goes first, those still stopping too.
+            recreate_wait = any(
+                c.labels.get(labels.REVISION) != revision
+                for c in sp.observed_by_pod.get(pod.name, ())
+            )
+
         def create(slot: int, cause: str, after: int | None = None) -> None:
             base = container_name(stack.name, pod.name, slot, revision)
             # A container's spec carries the stack network's gateway (in-stack service
             # discovery), so containers are created once the network exists: a pass later.
             reason = "NetworkCreating" if sp.net_step is not None else self.dependency_wait(sp, pod)
+            if reason is None and recreate_wait:
+                reason = "Recreating: waiting for the old replicas to stop"
             image_step: int | None = None
             if reason is None:
                 image_step, reason = self.ensure_image(pod)
@@ -355,9 +520,14 @@ class _Planner:
                 pod=pod.name,
                 replica=slot,
                 name=name,
+                revision=revision if override else None,
+                template=pod.template if override else None,
             )
             self.pending(pod, slot, name, "ContainerCreating")
 
+        cause = f"template changed (revision {short(revision)})"
+        if override:
+            cause = f"rollout override (revision {short(revision)})"
         for slot in range(n):
             cs = slots.get(slot)
             if cs is None:
@@ -374,32 +544,52 @@ class _Planner:
                 self.remove(extra, pod, grace, "duplicate replica")
                 new.remove(extra)
                 total_change -= 1
-            for extra in _extras(old, is_ready):
-                self.remove(extra, pod, grace, "duplicate replica")
+            old_extras = _extras(old, is_ready)
+            kept_rev = (
+                next((c for c in old if c not in old_extras), old[0]).labels.get(labels.REVISION)
+                if old
+                else None
+            )
+            for extra in old_extras:
+                # Two old revisions in one slot: an edit came during a rollout.
+                rev = extra.labels.get(labels.REVISION, "")
+                why = "duplicate replica"
+                if rev != kept_rev:
+                    why = f"superseded mid-rollout (revision {short(rev)})"
+                self.remove(extra, pod, grace, why)
                 old.remove(extra)
                 total_change -= 1
 
+            if recreate_wait:
+                for o in old:
+                    self.remove(o, pod, grace, cause + "; recreate")
+                for nw in new:
+                    self.upkeep(nw, pod, slot)
+                continue
             if new and old:
                 o, nw = old[0], new[0]
-                if is_ready(nw) or not is_ready(o):
-                    self.remove(o, pod, grace, f"replaced by {nw.name} (revision {revision[:6]})")
+                if hold is None and (available(nw) or not is_ready(o)):
+                    why = f"replaced by {nw.name} (revision {short(revision)})"
+                    self.remove(o, pod, grace, why)
                 else:
-                    self.upkeep(o, pod, slot)
+                    self.upkeep(o, pod, slot, note=hold)
                 self.upkeep(nw, pod, slot)
                 continue
             if new:
                 self.upkeep(new[0], pod, slot)
+                continue
+            o = old[0]
+            if hold is not None:
+                self.upkeep(o, pod, slot, note=hold)
                 continue
             # Only an outdated container in this slot: roll it.
             if roll is None:
                 roll = (
                     *rollout_budget(pod.rollout, n),
                     sum(len(v) for v in slots.values()),
-                    sum(1 for v in slots.values() if any(is_ready(c) for c in v)),
+                    sum(1 for v in slots.values() if any(available(c) for c in v)),
                 )
-            surge, unavailable, total, available = roll
-            o = old[0]
-            cause = f"template changed (revision {revision[:6]})"
+            surge, unavailable, total, avail = roll
             if not is_ready(o):
                 rid = self.remove(o, pod, grace, cause + "; old not ready")
                 create(slot, cause, after=rid)
@@ -407,7 +597,7 @@ class _Planner:
                 total_change += 1
                 self.upkeep(o, pod, slot)
                 create(slot, cause + "; surge")
-            elif available + available_change - 1 >= n - unavailable:
+            elif avail + available_change - 1 >= n - unavailable:
                 available_change -= 1
                 rid = self.remove(o, pod, grace, cause)
                 create(slot, cause, after=rid)
@@ -575,6 +765,14 @@ class _Planner:
         )
 
 
+def _retarget(pod: DesiredPod, revision: str, template: ContainerTemplate) -> DesiredPod:
+    """The pod as planned this pass: the file's, or an override's template (never
+    built: an override runs an image built before)."""
+    if revision == pod.revision:
+        return pod
+    return msgspec.structs.replace(pod, revision=revision, template=template, build=None)
+
+
 def _by_start(c: ContainerInfo) -> tuple[float, str]:
     return (c.started_at or 0.0, c.id)
 
@@ -612,19 +810,40 @@ def plan(
     ledger: Ledger,
     now: float,
     busy: Busy | None = None,
+    *,
+    backend_failures: Mapping[str, float] | None = None,
+    templates: Mapping[str, ContainerTemplate] | None = None,
 ) -> Plan:
     """Decide what to do about `desired` given one observed snapshot. Pure.
 
     `busy` names the long steps of earlier passes still under way (stops that
     wait out a grace period, pulls, builds), so they are neither planned twice
     nor allowed to hold up decisions about everything else.
+    `backend_failures`: container id -> the time of the proxy's latest connect
+    failure or reset to it (a new replica's `min_ready` starts over).
+    `templates`: revision -> template, from the revision history, for a rollout
+    that starts with no record in the Ledger (the revision it leaves is then a
+    rollback target only when its template is known).
     """
-    p = _Planner(observed=observed, health=health, ledger=ledger, now=now, busy=dict(busy or {}))
+    p = _Planner(
+        observed=observed,
+        health=health,
+        ledger=ledger,
+        now=now,
+        busy=dict(busy or {}),
+        backend_failures=backend_failures or {},
+        templates=templates or {},
+    )
     p.capacity = _capacity(observed, desired)
     for stack in desired:
         p.plan_stack(stack)
     requeue = max(min(p.wake_at) - now, 0.0) if p.wake_at else None
-    return Plan(steps=tuple(p.steps), status=tuple(p.status), requeue_after=requeue)
+    return Plan(
+        steps=tuple(p.steps),
+        status=tuple(p.status),
+        requeue_after=requeue,
+        rollouts=tuple(p.rollouts),
+    )
 
 
 def plan_teardown(

@@ -10,7 +10,9 @@ from typing import Literal
 
 import msgspec
 
+from podctl.reconcile.ledger import RolloutRecord
 from podctl.runtime.protocol import ContainerSpec
+from podctl.spec.model import ContainerTemplate
 
 Phase = Literal["Pending", "Running", "Succeeded", "Failed", "CrashLoopBackOff", "Terminating"]
 
@@ -70,6 +72,10 @@ class RunContainer(Step, frozen=True):
     replica: int
     name: str
     spec: ContainerSpec | None = None
+    # Set while an override (rollback, undo) holds: the revision and template to run
+    # instead of the file's. None: the file's.
+    revision: str | None = None
+    template: ContainerTemplate | None = None
 
 
 class StartContainer(Step, frozen=True):
@@ -94,6 +100,21 @@ class RemoveContainer(Step, frozen=True):
     grace_s: float
 
 
+class RecordRollout(Step, frozen=True):
+    """Write a pod's rollout record into the Ledger and, when `reason` is set, emit it
+    as an event (RolloutStarted, RolloutComplete, RolloutFailed, RolledBack).
+
+    The planner is pure: this is how what a rollout decided survives the pass
+    (and a podctl restart, with the Ledger). `cause` reads `reason: message`.
+    """
+
+    stack: str
+    pod: str
+    record: RolloutRecord
+    reason: str = ""  # empty: bookkeeping only, no event
+    message: str = ""
+
+
 AnyStep = (
     CreateNetwork
     | RemoveNetwork
@@ -106,6 +127,7 @@ AnyStep = (
     | StartContainer
     | KillContainer
     | RemoveContainer
+    | RecordRollout
 )
 
 
@@ -128,10 +150,33 @@ class ReplicaStatus(msgspec.Struct, frozen=True, kw_only=True):
     started_at: float | None = None
 
 
+RolloutState = Literal["progressing", "complete", "failed", "rolled-back", "paused"]
+
+
+class RolloutStatus(msgspec.Struct, frozen=True, kw_only=True):
+    """What `podctl rollout status STACK/POD` shows for one pod, as of this pass."""
+
+    stack: str
+    pod: str
+    revision: str  # the revision being rolled out (the file's, or an override's)
+    file_revision: str  # the pod's revision in the stack file
+    desired: int  # replicas
+    new_ready: int  # replicas of `revision` that are ready
+    new_available: int  # ... and have been for min_ready, with no restart or proxy failure
+    old_remaining: int  # containers of other revisions still there
+    started_at: float | None  # None: no rollout recorded yet (a pod's first start)
+    state: RolloutState
+    message: str = ""
+    strategy: str = "rolling"
+    override: str | None = None  # "rollback" | "undo" while one holds
+    deadline_at: float | None = None  # when a progressing rollout fails
+
+
 class Plan(msgspec.Struct, frozen=True, kw_only=True):
     steps: tuple[AnyStep, ...] = ()
     status: tuple[ReplicaStatus, ...] = ()
     requeue_after: float | None = None  # seconds until the planner wants another look
+    rollouts: tuple[RolloutStatus, ...] = ()  # one per desired pod
 
     def render(self) -> str:
         """Golden text: `[deps] -> #id target, Kind, cause`."""

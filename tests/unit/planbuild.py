@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from podctl import labels
+from podctl.reconcile.ledger import AvailableRevision, Ledger, RolloutRecord, rollout_key
 from podctl.reconcile.observed import ObservedState
 from podctl.runtime.protocol import ContainerInfo, HostInfo, NetworkInfo
 from podctl.spec.model import (
@@ -96,3 +99,34 @@ def observed(
         images=frozenset(images),
         host=HostInfo(ncpu=ncpu, mem_bytes=8 << 30),
     )
+
+
+def template(image: str = "busybox:1.36", *, readiness: bool = False) -> ContainerTemplate:
+    """The template `pod()` builds (the same image and probe)."""
+    probe = ProbeSpec(check=ExecProbe(command=("true",))) if readiness else None
+    return ContainerTemplate(image=image, readiness=probe)
+
+
+def rolling(
+    revision: str = "rev2bbbbbbbb",
+    *,
+    stack: str = "shop",
+    pod: str = "web",
+    from_revision: str = "rev1aaaaaaaa",
+    started_at: float = 1900.0,
+    **kw: Any,
+) -> Ledger:
+    """A Ledger whose record says `pod` is rolling out `revision` (from `from_revision`,
+    which was fully available with `template()`)."""
+    kw.setdefault(
+        "available",
+        (AvailableRevision(revision=from_revision, template=template(), at=1000.0),),
+    )
+    record = RolloutRecord(
+        revision=revision,
+        file_revision=revision,
+        started_at=started_at,
+        from_revision=from_revision,
+        **kw,
+    )
+    return Ledger(rollouts={rollout_key(stack, pod): record})

@@ -8,7 +8,7 @@ from podctl.health.model import ContainerHealth
 from podctl.reconcile.ledger import Ledger, PullFailure, RestartRecord
 from podctl.reconcile.plan import BusyKind, plan, plan_teardown, rollout_budget
 from podctl.spec.model import RolloutSpec
-from tests.unit.planbuild import container, observed, pod, stack
+from tests.unit.planbuild import container, observed, pod, rolling, stack
 
 NOW = 2000.0
 
@@ -91,6 +91,12 @@ def test_changed_template_rolls_one_slot_at_a_time_with_surge() -> None:
     obs = observed(container("web", 0), container("web", 1), container("web", 2))
     desired = stack(pod(revision="rev2bbbbbbbb"))
     assert render(desired, obs) == (
+        "[] -> #1 rollout:shop/web, RecordRollout,"
+        " RolloutStarted: rolling out revision rev2bb (from rev1aa)\n"
+        "[] -> #2 pod:shop/web/0, RunContainer, template changed (revision rev2bb); surge"
+    )
+    # The rollout is recorded: the next pass goes on without starting it again.
+    assert render(desired, obs, ledger=rolling()) == (
         "[] -> #1 pod:shop/web/0, RunContainer, template changed (revision rev2bb); surge"
     )
 
@@ -103,7 +109,7 @@ def test_old_replica_removed_once_replacement_is_ready() -> None:
         container("web", 2),
     )
     desired = stack(pod(revision="rev2bbbbbbbb"))
-    assert render(desired, obs) == (
+    assert render(desired, obs, ledger=rolling()) == (
         "[] -> #1 container:shop-web-0-rev1aa, RemoveContainer, replaced by shop-web-0-rev2bb"
         " (revision rev2bb)"
     )
@@ -115,7 +121,7 @@ def test_old_replica_kept_while_replacement_not_ready() -> None:
     desired = stack(pod(revision="rev2bbbbbbbb", readiness=True))
     health = {c.id: ContainerHealth(started=True, ready=True) for c in obs.containers}
     health[new.id] = ContainerHealth(started=True, ready=False, message="HTTP 503")
-    assert render(desired, obs, health) == ""
+    assert render(desired, obs, health, ledger=rolling()) == ""
 
 
 def test_max_unavailable_allows_in_place_replacement() -> None:
@@ -123,7 +129,7 @@ def test_max_unavailable_allows_in_place_replacement() -> None:
     desired = stack(
         pod(revision="rev2bbbbbbbb", rollout=RolloutSpec(max_surge=0, max_unavailable=1))
     )
-    assert render(desired, obs) == (
+    assert render(desired, obs, ledger=rolling()) == (
         "[] -> #1 container:shop-web-0-rev1aa, RemoveContainer,"
         " template changed (revision rev2bb)\n"
         "[1] -> #2 pod:shop/web/0, RunContainer, template changed (revision rev2bb)"
@@ -264,7 +270,7 @@ def test_long_steps_under_way_are_not_planned_again() -> None:
         [stack(pod(replicas=1, revision="rev2bbbbbbbb"))],
         observed(old),
         {},
-        Ledger(),
+        rolling(),
         NOW,
         busy={old.id: "removing"},
     )
