@@ -586,7 +586,8 @@ class _Planner:
             if roll is None:
                 roll = (
                     *rollout_budget(pod.rollout, n),
-                    sum(len(v) for v in slots.values()),
+                    # Missing slots are created this pass too: they count as existing.
+                    sum(len(v) for v in slots.values()) + n - len(slots),
                     sum(1 for v in slots.values() if any(available(c) for c in v)),
                 )
             surge, unavailable, total, avail = roll
