@@ -343,7 +343,6 @@ class _Planner:
         self,
         sp: _StackPass,
         pod: DesiredPod,
-        containers: Sequence[ContainerInfo],
         is_ready: Callable[[ContainerInfo], bool],
     ) -> Progress:
         """The pod against its target revision `pod.revision`: one pass over its containers."""
@@ -352,9 +351,19 @@ class _Planner:
         ready_slots: set[int] = set()
         available_slots: set[int] = set()
         gated = pod.rollout.min_ready_s > 0
-        for c in containers:
+        removing = self.busy
+        # All of the pod's containers, those being removed too (old ones still count).
+        for c in sp.observed_by_pod.get(pod.name, ()):
+            rev = c.labels.get(labels.REVISION, "")
+            if rev != revision:
+                progress.old_remaining += 1
+                counts = progress.old_revisions.setdefault(rev, [0, 0])
+                counts[0] += 1
+                if is_ready(c):
+                    counts[1] += 1
+                continue
             idx = replica_index(c.labels)
-            if c.labels.get(labels.REVISION) != revision or idx is None or idx >= n:
+            if idx is None or idx >= n or (removing and removing.get(c.id) == "removing"):
                 continue
             progress.new_total += 1
             if is_ready(c):
@@ -372,15 +381,6 @@ class _Planner:
             if why is not None:
                 progress.new_failing += 1
                 progress.failing_reason = progress.failing_reason or why
-        for c in sp.observed_by_pod.get(pod.name, ()):
-            rev = c.labels.get(labels.REVISION, "")
-            if rev == revision:
-                continue
-            progress.old_remaining += 1
-            counts = progress.old_revisions.setdefault(rev, [0, 0])
-            counts[0] += 1
-            if is_ready(c):
-                counts[1] += 1
         progress.new_ready = len(ready_slots)
         progress.new_available = len(available_slots)
         return progress
@@ -394,7 +394,7 @@ class _Planner:
         target = target_of(rec, pod)
         tpod = _retarget(pod, target.revision, target.template)
         is_ready = self.readiness_cache(tpod)
-        progress = self.measure(sp, tpod, containers, is_ready)
+        progress = self.measure(sp, tpod, is_ready)
         d = decide(
             rec, pod, target, progress, self.now, history=stack.history, templates=self.templates
         )
@@ -414,7 +414,7 @@ class _Planner:
         if d.rollback is not None:
             tpod = _retarget(pod, d.rollback.revision, d.rollback.template)
             is_ready = self.readiness_cache(tpod)
-            progress = self.measure(sp, tpod, containers, is_ready)
+            progress = self.measure(sp, tpod, is_ready)
         self.wake_at.extend(d.wake_at)
         override = d.record.override if d.record is not None else None
         self.rollouts.append(
@@ -525,9 +525,8 @@ class _Planner:
             )
             self.pending(pod, slot, name, "ContainerCreating")
 
-        cause = f"template changed (revision {short(revision)})"
-        if override:
-            cause = f"rollout override (revision {short(revision)})"
+        what = "rollout override" if override else "template changed"
+        cause = f"{what} (revision {revision[:6]})"
         for slot in range(n):
             cs = slots.get(slot)
             if cs is None:
