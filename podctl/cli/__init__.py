@@ -18,9 +18,10 @@ import typer
 
 from podctl.api import client
 from podctl.api.schema import PodRow, Reply, Request, ServiceRow, StackRow
-from podctl.cli.output import Format, err, print_data
+from podctl.cli.output import Format, err, print_data, safe
 from podctl.runtime.errors import EngineError
 from podctl.spec.errors import SpecError
+from podctl.spec.limits import DEFAULT_MAX_REPLICAS
 from podctl.storage import paths as storage_paths
 
 app = typer.Typer(
@@ -175,12 +176,18 @@ def run(
 
 
 @app.command()
-def validate(files: Annotated[list[Path], typer.Argument()], set_: SetOpt = None) -> None:
+def validate(
+    files: Annotated[list[Path], typer.Argument()],
+    set_: SetOpt = None,
+    max_replicas: Annotated[
+        int, typer.Option("--max-replicas", min=0, help="most replicas one pod may ask for")
+    ] = DEFAULT_MAX_REPLICAS,
+) -> None:
     """Check stack files: exit 0, or exit 2 with FILE:LINE:COL: message lines."""
     from podctl.spec import load_stacks
 
     try:
-        stacks = load_stacks(files, _overrides(set_), dict(os.environ))
+        stacks = load_stacks(files, _overrides(set_), dict(os.environ), max_replicas=max_replicas)
     except SpecError as exc:
         for issue in exc.issues:
             err(str(issue))
@@ -332,7 +339,8 @@ def events(
 
             for r in rows:
                 t = datetime.datetime.fromtimestamp(r.time).strftime("%H:%M:%S")
-                typer.echo(f"{t}  {r.stack or '-':<10} {r.object:<28} {r.reason:<16} {r.message}")
+                line = f"{t}  {r.stack or '-':<10} {r.object:<28} {r.reason:<16} {r.message}"
+                typer.echo(safe(line))
         else:
             print_data(rows, output, columns)
 
