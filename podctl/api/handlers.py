@@ -215,7 +215,10 @@ class ControlHandlers:
         st = self.controller.stack(stack)
         if st is None or st.pod(pod) is None:
             return Reply(ok=False, error=f"no pod {stack}/{pod}")
-        self.owner.scale(stack, pod, replicas)
+        try:
+            self.owner.scale(stack, pod, replicas)
+        except ValueError as exc:
+            return Reply(ok=False, error=str(exc))
         return Reply(ok=True, data={"stack": stack, "pod": pod, "replicas": replicas})
 
     async def down(self, stack: str, volumes: bool) -> Reply:

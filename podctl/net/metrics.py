@@ -10,9 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from typing import TYPE_CHECKING
 
+import anyio
+import anyio.abc
+
 from podctl.net.proxy import bound_address
+
+log = logging.getLogger("podctl.metrics")
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
@@ -116,3 +122,22 @@ class MetricsServer:
             writer.close()
             with contextlib.suppress(OSError):
                 await writer.wait_closed()
+
+
+async def serve_metrics(
+    host: str,
+    port: int,
+    source: Callable[[], str],
+    *,
+    task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve /metrics until cancelled (a task for the run's task group)."""
+    server = MetricsServer(host, port, source)
+    await server.start()
+    log.info("metrics on http://%s:%d/metrics", *server.address)
+    try:
+        task_status.started()
+        await anyio.sleep_forever()
+    finally:
+        with anyio.CancelScope(shield=True):
+            await server.close()
