@@ -153,6 +153,8 @@ class ControlHandlers:
                         bytes_in=counters.bytes_in if counters else 0,
                         bytes_out=counters.bytes_out if counters else 0,
                         backend_errors=counters.backend_errors if counters else 0,
+                        rejected=counters.rejected if counters else 0,
+                        peer_rejected=counters.peer_rejected if counters else 0,
                     )
                 )
         return rows

@@ -48,6 +48,13 @@ _SERVICE_METRICS: tuple[tuple[str, str, str, str], ...] = (
         "rejected",
         "Connections closed at once because the listener was at its connection cap.",
     ),
+    (
+        "podctl_service_peer_rejected_connections_total",
+        "counter",
+        "peer_rejected",
+        "Connections closed at once because the client was outside the listener's network"
+        " (e.g. a container on another Docker network reaching the in-stack address).",
+    ),
 )
 
 

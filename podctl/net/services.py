@@ -161,7 +161,16 @@ class ServiceRouter:
             while True:
                 await self._bindings_changed.wait()
                 self._bindings_changed = anyio.Event()
-                errors = await self.proxies.apply(list(self._bindings))
+                try:
+                    errors = await self.proxies.apply(list(self._bindings))
+                except Exception as exc:  # e.g. nft refused the fast path's rules
+                    # A failure here must never end podctl: report it and try again.
+                    log.exception("updating the service listeners failed")
+                    self._on_event("", "services", "Failed", f"updating listeners: {exc}")
+                    errors = []
+                    self._bindings_changed.set()
+                    await anyio.sleep(LISTEN_RETRY_S)
+                    continue
                 now: dict[str, str] = {}
                 for e in errors:
                     msg = f"cannot listen on {e.address}: {e.message}"
