@@ -388,13 +388,13 @@ def down(
     if reply is not None and reply.ok:
         typer.echo(f"stack {stack} removed")
         return
-    from podctl.reconcile.controller import teardown
+    from podctl.cli import offline
+    from podctl.storage.errors import StorageError
 
-    async def go(rt: Any) -> int:
-        plan = await teardown(rt, stack, remove_volumes=volumes)
-        return len(plan.steps)
-
-    n = _offline(go)
+    try:
+        n = _offline(lambda rt: offline.down(rt, stack, volumes=volumes))
+    except StorageError as exc:  # the stack is run by a podctl on another socket
+        raise _fail(str(exc)) from exc
     typer.echo(f"stack {stack} removed ({n} objects)" if n else f"stack {stack}: nothing to remove")
 
 
