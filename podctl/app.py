@@ -54,6 +54,7 @@ log = logging.getLogger("podctl")
 
 LEDGER_FILE = "ledger.json"
 TEARDOWN_TIMEOUT_S = 120.0
+CONTROLLER_EXIT_S = 35.0  # an engine call's own deadline, and a little more
 
 
 class Instance:
@@ -158,7 +159,8 @@ class Instance:
         with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             async with anyio.create_task_group() as tg:
                 controller_scope = anyio.CancelScope()
-                clean_stop = False
+                controller_done = anyio.Event()
+                controller_started = clean_stop = False
                 try:
                     if early_signals.pending() is not None:
                         clean_stop = True
@@ -168,10 +170,14 @@ class Instance:
                     await tg.start(serve, self.socket_path, self.handlers)
 
                     async def controller_main() -> None:
-                        with controller_scope:
-                            await self.controller.run()
+                        try:
+                            with controller_scope:
+                                await self.controller.run()
+                        finally:
+                            controller_done.set()
 
                     tg.start_soon(controller_main)
+                    controller_started = True
                     await self.stacks.record_revisions("start")
                     if self.metrics is not None:
                         stats = self.router.stats
@@ -195,6 +201,11 @@ class Instance:
                     return 0
                 finally:
                     controller_scope.cancel()
+                    # Its engine calls under way end first (creates are let finish), so
+                    # the teardown sees everything the controller made.
+                    with anyio.CancelScope(shield=True), anyio.move_on_after(CONTROLLER_EXIT_S):
+                        if controller_started:
+                            await controller_done.wait()
                     # Probing containers that are being stopped only makes noise.
                     with contextlib.suppress(RuntimeError):
                         self.prober.sync([])

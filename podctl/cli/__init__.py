@@ -152,6 +152,9 @@ def run(
             "the userspace proxy remains the fallback",
         ),
     ] = False,
+    max_replicas: Annotated[
+        int, typer.Option("--max-replicas", min=0, help="most replicas one pod may ask for")
+    ] = DEFAULT_MAX_REPLICAS,
 ) -> None:
     """Run stacks in the foreground: reconcile, probe, proxy, hot-reload."""
     from podctl.cli.runner import run_foreground
@@ -171,6 +174,7 @@ def run(
         verbose=verbose,
         metrics=metrics_addr,
         kernel_fast_path=kernel_proxy,
+        max_replicas=max_replicas,
     )
     raise typer.Exit(code)
 
@@ -396,13 +400,13 @@ def down(
     if reply is not None and reply.ok:
         typer.echo(f"stack {stack} removed")
         return
-    from podctl.reconcile.controller import teardown
+    from podctl.cli import offline
+    from podctl.storage.errors import StorageError
 
-    async def go(rt: Any) -> int:
-        plan = await teardown(rt, stack, remove_volumes=volumes)
-        return len(plan.steps)
-
-    n = _offline(go)
+    try:
+        n = _offline(lambda rt: offline.down(rt, stack, volumes=volumes))
+    except StorageError as exc:  # the stack is run by a podctl on another socket
+        raise _fail(str(exc)) from exc
     typer.echo(f"stack {stack} removed ({n} objects)" if n else f"stack {stack}: nothing to remove")
 
 

@@ -198,19 +198,22 @@ class DockerRuntime:
         params: dict[str, Any] | None = None,
         body: Any = None,
         timeout_s: float | None = None,
+        creates: bool = False,
     ) -> Any:
         timeout = self.call_timeout_s if timeout_s is None else timeout_s
-        async with (
-            self._engine(doing, timeout, mutating=True),
-            self._api._query(
-                path,
-                method,
-                params=params,
-                data=None if body is None else json.dumps(body),
-                timeout=_NO_TIMEOUT,
-            ) as response,
-        ):
-            raw = await response.read()
+        async with self._engine(doing, timeout, mutating=True):
+            # A create the engine has received completes there even when podctl stops
+            # waiting (Ctrl-C): the object would appear after the teardown looked.
+            # Once sent, a create is seen through, under the same deadline.
+            with anyio.fail_after(timeout, shield=creates):
+                async with self._api._query(
+                    path,
+                    method,
+                    params=params,
+                    data=None if body is None else json.dumps(body),
+                    timeout=_NO_TIMEOUT,
+                ) as response:
+                    raw = await response.read()
         if not raw:
             return None
         try:
@@ -293,6 +296,7 @@ class DockerRuntime:
             "containers/create",
             params={"name": spec.name},
             body=container_config(spec),
+            creates=True,
         )
         return str(data["Id"])
 
@@ -361,6 +365,7 @@ class DockerRuntime:
             "POST",
             "networks/create",
             body={"Name": name, "Driver": "bridge", "Labels": labels, "CheckDuplicate": True},
+            creates=True,
         )
         # The create answer has only the id: the address range comes from an inspect.
         inspected = await self._get(doing, f"networks/{data['Id']}")
@@ -400,7 +405,9 @@ class DockerRuntime:
         body: dict[str, Any] = {"Name": name, "Labels": labels, "DriverOpts": options}
         if driver:
             body["Driver"] = driver
-        data = await self._mutate(f"creating volume {name}", "POST", "volumes/create", body=body)
+        data = await self._mutate(
+            f"creating volume {name}", "POST", "volumes/create", body=body, creates=True
+        )
         return volume_info(data)
 
     async def remove_volume(self, name: str) -> None:

@@ -66,6 +66,8 @@ class ContainerInfo(msgspec.Struct, frozen=True, kw_only=True):
     oom_killed: bool = False
     error: str = ""
     ip: str | None = None  # address on its stack network
+    # The grace `docker stop` gives it (podctl sets its pod's stop_grace); None: unknown.
+    stop_grace_s: float | None = None
 
 
 class NetworkInfo(msgspec.Struct, frozen=True, kw_only=True):
