@@ -10,8 +10,9 @@ This room reads `podctl.spec` only; the command line uses it.
 
 from __future__ import annotations
 
+from podctl.bridge.export import export
 from podctl.bridge.inputs import LoadedInputs, is_kubernetes, load
 from podctl.bridge.render import render_stack
 from podctl.bridge.report import FidelityEntry
 
-__all__ = ["FidelityEntry", "LoadedInputs", "is_kubernetes", "load", "render_stack"]
+__all__ = ["FidelityEntry", "export", "LoadedInputs", "is_kubernetes", "load", "render_stack"]

@@ -151,6 +151,8 @@ _CONTAINER_DEFAULTS: dict[str, Any] = {
 _DNS_LABEL_BAD = re.compile(r"[^a-z0-9-]+")
 _ENV_NAME = re.compile(r"[-._a-zA-Z][-._a-zA-Z0-9]*")
 _PORT_NAME = re.compile(r"[A-Za-z0-9_-]{1,63}")
+# `$(VAR)`: the kubelet expands it in command, args and env values when VAR is defined.
+_VAR_REF = re.compile(r"(?<!\$)\$\(([A-Za-z_][A-Za-z0-9_]*)\)")
 
 
 class KubeObject:
@@ -569,8 +571,20 @@ class Importer:
             if not raw and isinstance(source, str) and len(values) == 1:
                 # Exported without values: point back at where the value comes from.
                 kind_, _, ref = source.partition(":")
-                if kind_ in ("env", "file") and ref:
-                    spec = {kind_: ref}
+                if kind_ == "env" and ref:
+                    spec = {"env": ref}
+                elif kind_ == "file" and ref:
+                    rel = posixpath.relpath(ref, posixpath.dirname(st.source))
+                    if rel.startswith(".."):
+                        self.note(
+                            obj,
+                            where,
+                            "not carried over",
+                            f"exported without its value, and its source {ref} is outside "
+                            "this file's directory",
+                        )
+                        continue
+                    spec = {"file": rel}
             if spec is None:
                 try:
                     text = raw.decode("utf-8")
@@ -902,11 +916,14 @@ class Importer:
         name = obj.name
         meta = self.mapping(obj, (*tpl_path, "metadata"))
         labels = {}
+        all_labels = {}
         for key, value in self.mapping(obj, (*tpl_path, "metadata", "labels")).items():
-            if key.startswith(podctl_labels.PREFIX):
-                continue  # podctl's own (an export's selector): podctl sets them itself
-            labels[key] = str(value) if not isinstance(value, bool) else str(value).lower()
-        st.pod_labels[name] = labels
+            text = str(value) if not isinstance(value, bool) else str(value).lower()
+            all_labels[key] = text
+            if not key.startswith(podctl_labels.PREFIX):
+                # podctl's own (an export's selector) are set by podctl itself.
+                labels[key] = text
+        st.pod_labels[name] = all_labels
         if labels:
             pod["labels"] = labels
             st.origin(("pods", name, "labels"), obj, (*tpl_path, "metadata", "labels"))
@@ -1007,8 +1024,10 @@ class Importer:
         if args is not None:
             pod["command"] = args
             st.origin(("pods", name, "command"), obj, (*cpath, "args"))
+        defined = {e.get("name") for e in self.seq(obj, (*cpath, "env")) if isinstance(e, dict)}
         for key in ("command", "args"):
-            if any("$(" in a for a in (command if key == "command" else args) or ()):
+            values = (command if key == "command" else args) or ()
+            if any(set(_VAR_REF.findall(a)) & defined for a in values):
                 self.note(
                     obj,
                     (*cpath, key),
@@ -1179,7 +1198,7 @@ class Importer:
                 value = item.get("value", "")
                 if not isinstance(value, str):
                     value = "" if value is None else str(value)
-                if "$(" in value:
+                if set(_VAR_REF.findall(value)) & set(env):
                     self.note(
                         obj,
                         (*where, "value"),
@@ -1400,6 +1419,10 @@ class Importer:
                 {k: v for k, v in m.items() if v is not None and v is not False} for m in mounts
             ]
 
+    def _read_only_rootfs(self, obj: KubeObject, mount_path: FieldPath) -> bool:
+        container = mount_path[: mount_path.index("volumeMounts")]
+        return self.get(obj, (*container, "securityContext", "readOnlyRootFilesystem")) is True
+
     def _volume_mount(
         self,
         st: ImportedStack,
@@ -1438,6 +1461,13 @@ class Importer:
             ro = read_only or vol["persistentVolumeClaim"].get("readOnly") is True
             return [{"volume": claim, "path": target, "read_only": ro}]
         if "emptyDir" in vol:
+            empty = vol["emptyDir"] if isinstance(vol["emptyDir"], dict) else {}
+            if (
+                target == "/tmp"
+                and empty.get("medium") == "Memory"
+                and self._read_only_rootfs(obj, where)
+            ):
+                return []  # podctl gives a read-only pod a tmpfs /tmp itself
             if sub_path:
                 self.note(
                     obj, (*where, "subPath"), "not carried over", "podctl mounts whole volumes"

@@ -25,7 +25,7 @@ def render_stack(
 ) -> dict[str, Any]:
     """One stack as JSON-ready data: `{name, pods: [{name, replicas, revision, ...}], ...}`."""
     sources = secret_sources or {}
-    return {
+    data = {
         "name": stack.name,
         "source": stack.source,
         "network": stack.network,
@@ -35,6 +35,9 @@ def render_stack(
         "secrets": [_secret(s, sources.get(s.name)) for s in stack.secrets],
         "volumes": [msgspec.to_builtins(v) for v in stack.volumes],
     }
+    # Through JSON once: tuples become lists, so JSON and YAML output read the same.
+    out: dict[str, Any] = msgspec.json.decode(msgspec.json.encode(data))
+    return out
 
 
 def _pod(pod: DesiredPod) -> dict[str, Any]:

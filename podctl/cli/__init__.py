@@ -222,6 +222,34 @@ def render(
         sys.stdout.write(msgspec.json.format(msgspec.json.encode(data), indent=2).decode() + "\n")
 
 
+@app.command()
+def export(
+    files: Annotated[list[Path], typer.Argument(help="stack files or Kubernetes YAML")],
+    to: Annotated[str, typer.Option("--to", help="kubernetes or compose")],
+    set_: SetOpt = None,
+    include_secret_values: Annotated[
+        bool,
+        typer.Option("--include-secret-values", help="write secret values (Kubernetes only)"),
+    ] = False,
+) -> None:
+    """Print the stacks as Kubernetes documents or a compose file; losses go to stderr."""
+    from podctl import bridge
+
+    if to not in ("kubernetes", "compose"):
+        raise _fail(f"--to {to}: expected kubernetes or compose", EXIT_BAD_INPUT)
+    loaded = bridge.load(files, _overrides(set_), dict(os.environ))
+    if loaded.issues:
+        for issue in loaded.issues:
+            err(str(issue))
+        raise typer.Exit(EXIT_BAD_INPUT)
+    text, report = bridge.export(
+        loaded, to, environ=dict(os.environ), include_secret_values=include_secret_values
+    )
+    for entry in [*loaded.report, *report]:
+        err(f"warning: {entry}")
+    sys.stdout.write(text)
+
+
 # -- get / describe ------------------------------------------------------------
 
 
