@@ -15,4 +15,4 @@ from podctl.bridge.inputs import LoadedInputs, is_kubernetes, load
 from podctl.bridge.render import render_stack
 from podctl.bridge.report import FidelityEntry
 
-__all__ = ["FidelityEntry", "export", "LoadedInputs", "is_kubernetes", "load", "render_stack"]
+__all__ = ["FidelityEntry", "LoadedInputs", "export", "is_kubernetes", "load", "render_stack"]

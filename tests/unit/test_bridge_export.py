@@ -27,7 +27,7 @@ def test_every_exported_document_is_valid_kubernetes(stack: Path) -> None:
     assert not loaded.issues
     text, _ = export(loaded, "kubernetes", environ={})
     documents = list(yaml.safe_load_all(text))
-    assert [d["kind"] for d in documents][0] == "Namespace"
+    assert documents[0]["kind"] == "Namespace"
     for doc in documents:
         kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
 
