@@ -1026,7 +1026,7 @@ class Importer:
             st.origin(("pods", name, "command"), obj, (*cpath, "args"))
         defined = {e.get("name") for e in self.seq(obj, (*cpath, "env")) if isinstance(e, dict)}
         for key in ("command", "args"):
-            values = (command if key == "command" else args) or ()
+            values: list[str] = (command if key == "command" else args) or []
             if any(set(_VAR_REF.findall(a)) & defined for a in values):
                 self.note(
                     obj,
@@ -1068,9 +1068,9 @@ class Importer:
         caps = security.get("capabilities")
         if isinstance(caps, dict):
             for key, field in (("add", "cap_add"), ("drop", "cap_drop")):
-                values = self.strings(obj, (*cpath, "securityContext", "capabilities", key))
-                if values:
-                    pod[field] = values
+                cap_values = self.strings(obj, (*cpath, "securityContext", "capabilities", key))
+                if cap_values:
+                    pod[field] = cap_values
             self.rest(obj, (*cpath, "securityContext", "capabilities"), caps, {"add", "drop"})
         self.rest(
             obj,

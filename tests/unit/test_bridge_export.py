@@ -119,3 +119,29 @@ def test_imported_kubernetes_exports_back(tmp_path: Path) -> None:
     again_path.write_text(text.replace("namespace: app", "namespace: app"))
     again = load([again_path], environ={})
     assert pods(again) == pods(loaded)
+
+
+def test_compose_export_for_swarm() -> None:
+    loaded = load([ROOT / "stacks" / "shop"], environ={})
+    text, report = export(loaded, "compose", environ={})
+    compose = yaml.safe_load(text)
+    web = compose["services"]["web"]
+    assert web["deploy"]["replicas"] == 2
+    assert web["deploy"]["update_config"] == {
+        "parallelism": 1,
+        "order": "start-first",  # max_unavailable 0: surge first
+        "failure_action": "rollback",
+        "monitor": "1s",
+    }
+    assert web["ports"] == [
+        {"target": 8080, "published": 8081, "protocol": "tcp", "mode": "ingress"}
+    ]
+    assert web["healthcheck"]["test"][:2] == ["CMD", "wget"]
+    assert compose["services"]["api"]["secrets"] == [
+        {"source": "api-key", "target": "/run/secrets/api-key", "mode": 0o400}
+    ]
+    assert compose["secrets"]["api-key"]["file"].endswith("stacks/shop/secrets/api-key")
+    assert compose["volumes"] == {"dbdata": {"name": "shop_dbdata"}}
+    lines = [f"{e.document} {e.path}: {e.verdict}" for e in report]
+    assert "config api-page data: approximated" in lines
+    assert "service web bind: approximated" in lines
