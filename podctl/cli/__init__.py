@@ -20,7 +20,6 @@ from podctl.api import client
 from podctl.api.schema import PodRow, Reply, Request, ServiceRow, StackRow
 from podctl.cli.output import Format, err, print_data, safe
 from podctl.runtime.errors import EngineError
-from podctl.spec.errors import SpecError
 from podctl.spec.limits import DEFAULT_MAX_REPLICAS
 from podctl.storage import paths as storage_paths
 
@@ -186,18 +185,77 @@ def validate(
     max_replicas: Annotated[
         int, typer.Option("--max-replicas", min=0, help="most replicas one pod may ask for")
     ] = DEFAULT_MAX_REPLICAS,
+    report: Annotated[
+        bool,
+        typer.Option("--report", help="list every field or kind that did not carry over exactly"),
+    ] = False,
 ) -> None:
-    """Check stack files: exit 0, or exit 2 with FILE:LINE:COL: message lines."""
-    from podctl.spec import load_stacks
+    """Check stack files or Kubernetes YAML: exit 0, or exit 2 with FILE:LINE:COL: message lines."""
+    from podctl import bridge
 
-    try:
-        stacks = load_stacks(files, _overrides(set_), dict(os.environ), max_replicas=max_replicas)
-    except SpecError as exc:
-        for issue in exc.issues:
+    loaded = bridge.load(files, _overrides(set_), dict(os.environ), max_replicas=max_replicas)
+    if report:
+        for entry in loaded.report:
+            typer.echo(str(entry))
+    elif loaded.report:
+        err(f"{len(loaded.report)} fields or objects did not carry over exactly (see --report)")
+    if loaded.issues:
+        for issue in loaded.issues:
             err(str(issue))
-        raise typer.Exit(EXIT_BAD_INPUT) from exc
-    for st in stacks:
+        raise typer.Exit(EXIT_BAD_INPUT)
+    for st in loaded.stacks:
         typer.echo(f"{st.source}: stack {st.name} is valid ({len(st.pods)} pods)")
+
+
+@app.command()
+def render(
+    files: Annotated[list[Path], typer.Argument(help="stack files or Kubernetes YAML")],
+    set_: SetOpt = None,
+    output: Annotated[Format, typer.Option("-o", "--output", help="json or yaml")] = Format.json,
+) -> None:
+    """Print the fully resolved stacks (secret values redacted)."""
+    from podctl import bridge
+
+    loaded = bridge.load(files, _overrides(set_), dict(os.environ))
+    if loaded.issues:
+        for issue in loaded.issues:
+            err(str(issue))
+        raise typer.Exit(EXIT_BAD_INPUT)
+    data = [bridge.render_stack(s, loaded.secret_sources.get(s.name)) for s in loaded.stacks]
+    if output is Format.yaml:
+        import yaml
+
+        sys.stdout.write(yaml.safe_dump(data, sort_keys=False))
+    else:
+        sys.stdout.write(msgspec.json.format(msgspec.json.encode(data), indent=2).decode() + "\n")
+
+
+@app.command()
+def export(
+    files: Annotated[list[Path], typer.Argument(help="stack files or Kubernetes YAML")],
+    to: Annotated[str, typer.Option("--to", help="kubernetes or compose")],
+    set_: SetOpt = None,
+    include_secret_values: Annotated[
+        bool,
+        typer.Option("--include-secret-values", help="write secret values (Kubernetes only)"),
+    ] = False,
+) -> None:
+    """Print the stacks as Kubernetes documents or a compose file; losses go to stderr."""
+    from podctl import bridge
+
+    if to not in ("kubernetes", "compose"):
+        raise _fail(f"--to {to}: expected kubernetes or compose", EXIT_BAD_INPUT)
+    loaded = bridge.load(files, _overrides(set_), dict(os.environ))
+    if loaded.issues:
+        for issue in loaded.issues:
+            err(str(issue))
+        raise typer.Exit(EXIT_BAD_INPUT)
+    text, report = bridge.export(
+        loaded, to, environ=dict(os.environ), include_secret_values=include_secret_values
+    )
+    for entry in [*loaded.report, *report]:
+        err(f"warning: {entry}")
+    sys.stdout.write(text)
 
 
 # -- get / describe ------------------------------------------------------------

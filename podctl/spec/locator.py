@@ -88,7 +88,7 @@ LIMIT_NOTE = "(the limit for a stack file)"
 _TOO_DEEP = f"nesting deeper than {limits.MAX_DEPTH} levels {LIMIT_NOTE}"
 
 
-class _Limit(Exception):
+class LimitExceeded(Exception):
     """A limit of `podctl.spec.limits` was crossed at `mark`."""
 
     def __init__(self, mark: yaml.Mark, message: str) -> None:
@@ -97,7 +97,7 @@ class _Limit(Exception):
         super().__init__(message)
 
 
-class _BoundedLoader(yaml.SafeLoader):
+class BoundedLoader(yaml.SafeLoader):
     """pyyaml's safe loader, composing under the limits of `podctl.spec.limits`.
 
     Counting happens in `compose_node`, before anything is constructed: a node
@@ -127,7 +127,9 @@ class _BoundedLoader(yaml.SafeLoader):
             if anchor in self.anchors:  # else pyyaml reports the undefined alias
                 size = self.expanded.get(anchor)
                 if size is None:
-                    raise _Limit(event.start_mark, f"alias `*{anchor}` refers to its own anchor")
+                    raise LimitExceeded(
+                        event.start_mark, f"alias `*{anchor}` refers to its own anchor"
+                    )
                 self.nodes += size[0]
                 self.chars += size[1]
                 self._check(event.start_mark, f"alias `*{anchor}` expands the document to", size[2])
@@ -135,7 +137,7 @@ class _BoundedLoader(yaml.SafeLoader):
             return super().compose_node(parent, index)
         event = self.peek_event()  # type: ignore[no-untyped-call]
         if self.depth > limits.MAX_DEPTH:
-            raise _Limit(event.start_mark, _TOO_DEEP)
+            raise LimitExceeded(event.start_mark, _TOO_DEEP)
         nodes, chars = self.nodes, self.chars
         self.nodes += 1
         if isinstance(event, yaml.ScalarEvent):
@@ -159,20 +161,22 @@ class _BoundedLoader(yaml.SafeLoader):
         # it seconds before the composer sees the first one. A flow collection
         # nested in MAX_DEPTH + 1 others is too deep for the composer anyway.
         if self.flow_level > limits.MAX_DEPTH:
-            raise _Limit(
+            raise LimitExceeded(
                 self.get_mark(), f"nesting deeper than {limits.MAX_DEPTH} levels {LIMIT_NOTE}"
             )
         super().fetch_flow_collection_start(TokenClass)
 
     def _check(self, mark: yaml.Mark, what: str, height: int) -> None:
         if self.nodes > limits.MAX_NODES:
-            raise _Limit(mark, f"{what} more than {limits.MAX_NODES} nodes {LIMIT_NOTE}")
+            raise LimitExceeded(mark, f"{what} more than {limits.MAX_NODES} nodes {LIMIT_NOTE}")
         if self.chars > limits.MAX_TEXT_CHARS:
-            raise _Limit(
+            raise LimitExceeded(
                 mark, f"{what} more than {limits.MAX_TEXT_CHARS} characters of text {LIMIT_NOTE}"
             )
         if self.depth + height > limits.MAX_DEPTH:
-            raise _Limit(mark, f"{what} nesting deeper than {limits.MAX_DEPTH} levels {LIMIT_NOTE}")
+            raise LimitExceeded(
+                mark, f"{what} nesting deeper than {limits.MAX_DEPTH} levels {LIMIT_NOTE}"
+            )
 
 
 def parse_yaml(text: str) -> tuple[Any, Locator, list[DuplicateKey]]:
@@ -181,7 +185,7 @@ def parse_yaml(text: str) -> tuple[Any, Locator, list[DuplicateKey]]:
     The limits of `podctl.spec.limits` (expanded size, depth) are ParseErrors
     too, located at the node or alias that crosses them.
     """
-    loader = _BoundedLoader(text)
+    loader = BoundedLoader(text)
     locator = Locator()
     duplicates: list[DuplicateKey] = []
     try:
@@ -189,7 +193,7 @@ def parse_yaml(text: str) -> tuple[Any, Locator, list[DuplicateKey]]:
         if node is None:
             return None, locator, duplicates
         data = _yaml_node(loader, node, (), locator, duplicates)
-    except _Limit as exc:
+    except LimitExceeded as exc:
         raise ParseError(*_mark(exc.mark), exc.message) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
