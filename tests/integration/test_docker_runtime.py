@@ -196,6 +196,40 @@ async def test_stop_honours_the_grace_period(
     assert info.exit_code == 137
 
 
+async def test_stops_wait_out_their_graces_together_not_in_batches(
+    stack_name: str, stack_network: str, seeded_images: list[str]
+) -> None:
+    # A runtime allowing only 2 engine calls in flight: were a stop to hold a slot
+    # for its grace, 12 stubborn containers would take 6 graces (12 s) to stop.
+    n, grace = 12, 2.0
+    async with DockerRuntime(concurrency=2) as rt:
+        ids = [await run_container(rt, stack_name, f"stubborn-{i}", IGNORES_TERM) for i in range(n)]
+        took: list[float] = []
+
+        async def stop(cid: str) -> None:
+            t0 = time.monotonic()
+            await rt.stop_container(cid, grace_s=grace)
+            took.append(time.monotonic() - t0)
+
+        started = time.monotonic()
+        with anyio.fail_after(60):
+            async with anyio.create_task_group() as tg:
+                for cid in ids:
+                    tg.start_soon(stop, cid)
+        total = time.monotonic() - started
+        # Each one did wait out its grace (it ignores SIGTERM), then was killed ...
+        assert min(took) >= grace - 0.1
+        for cid in ids:
+            info = await rt.inspect_container(cid)
+            assert (info.state, info.exit_code) == ("exited", 137)
+        # ... and all of them within about one grace, not 6 of them one after another.
+        assert total < 3 * grace, f"{n} stops took {total:.1f}s"
+        # Stopping what has already stopped, or is gone, is not an error.
+        await rt.stop_container(ids[0], grace_s=grace)
+        await rt.remove_container(ids[0])
+        await rt.stop_container(ids[0], grace_s=grace)
+
+
 async def test_exec_returns_output_and_exit_code(
     docker_runtime: DockerRuntime, stack_name: str, stack_network: str
 ) -> None:
