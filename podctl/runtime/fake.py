@@ -557,7 +557,7 @@ class FakeRuntime:
         exit_code = self.stop_exit_code
         if c.ignores_sigterm:
             await anyio.sleep(max(grace_s, 0.0))
-            if c.state != "running":
+            if c.exit_code is not None:
                 return  # it died, or was removed, during the grace
             exit_code = 137
         self._exit(c, exit_code)
