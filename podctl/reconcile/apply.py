@@ -1,7 +1,8 @@
 """apply(): carry out a Plan's steps against a Runtime. No decisions here.
 
-Steps run as soon as their dependencies succeed, at most `concurrency` at a
-time (the engine is a shared, fragile resource). A failed step fails its
+Steps run as soon as their dependencies succeed, all at once: the runtime
+bounds its engine calls (the engine is a shared, fragile resource), and a step
+waiting out a stop's grace must not hold a slot another step needs. A failed step fails its
 dependents; unrelated steps go on. Outcomes the planner needs next time
 (restart counts, pull failures) are written to the Ledger.
 """
@@ -88,7 +89,7 @@ class ApplyContext:
     # Called before a container is stopped so the proxy can drain it.
     before_stop: Callable[[str, float], Awaitable[None]] | None = None
     on_event: EventSink = lambda stack, obj, reason, msg: None
-    concurrency: int = 8
+    concurrency: int = 8  # unused: the runtime bounds its own engine calls
 
 
 async def apply(plan: Plan, ctx: ApplyContext) -> list[StepOutcome]:
@@ -96,7 +97,6 @@ async def apply(plan: Plan, ctx: ApplyContext) -> list[StepOutcome]:
     steps = {s.id: s for s in plan.steps}
     done: dict[int, anyio.Event] = {s.id: anyio.Event() for s in plan.steps}
     outcomes: dict[int, StepOutcome] = {}
-    limiter = anyio.CapacityLimiter(max(ctx.concurrency, 1))
 
     async def run_one(step: AnyStep) -> None:
         try:
@@ -108,13 +108,12 @@ async def apply(plan: Plan, ctx: ApplyContext) -> list[StepOutcome]:
                             step.id, False, f"skipped: step #{dep} failed"
                         )
                         return
-            async with limiter:
-                try:
-                    await _execute(step, ctx)
-                    outcomes[step.id] = StepOutcome(step.id, True)
-                except (EngineError, OSError, TimeoutError) as exc:
-                    outcomes[step.id] = StepOutcome(step.id, False, str(exc))
-                    _record_failure(step, str(exc), ctx)
+            try:
+                await _execute(step, ctx)
+                outcomes[step.id] = StepOutcome(step.id, True)
+            except (EngineError, OSError, TimeoutError) as exc:
+                outcomes[step.id] = StepOutcome(step.id, False, str(exc))
+                _record_failure(step, str(exc), ctx)
         finally:
             done[step.id].set()
 
