@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import time
@@ -353,6 +354,25 @@ async def test_a_missing_socket_raises_engine_unavailable(tmp_path: Path) -> Non
         with pytest.raises(EngineUnavailable, match="listing podctl containers") as err:
             await rt.list_containers()
     assert "dockerd" in err.value.hint
+
+
+async def test_a_stop_on_a_silent_engine_ends_within_grace_plus_a_call(tmp_path: Path) -> None:
+    """An engine that accepts the stop and never answers: the stop still ends, with
+    EngineUnavailable, once the grace and an ordinary call's deadline are over."""
+    sock = tmp_path / "silent.sock"
+
+    async def swallow(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while await reader.read(4096):
+            pass  # read the request, never answer
+        writer.close()
+
+    server = await asyncio.start_unix_server(swallow, str(sock))
+    async with server, DockerRuntime(str(sock), call_timeout_s=0.5) as rt:
+        started = time.monotonic()
+        with pytest.raises(EngineUnavailable, match="stopping container abc"):
+            await rt.stop_container("abc", grace_s=1)
+        took = time.monotonic() - started
+    assert 1.4 <= took < 5
 
 
 async def test_pull_of_a_missing_image_names_it(docker_runtime: DockerRuntime) -> None:
