@@ -79,9 +79,11 @@ DEFAULT_SOCKET: Final = "/var/run/docker.sock"
 # inspect, exec probes) running beside it, with room to spare.
 DEFAULT_POOL_SIZE: Final = 64
 # Removing a network right after its containers can race the engine releasing
-# their endpoints: retry for a few seconds before reporting.
-NETWORK_REMOVE_ATTEMPTS: Final = 6
-NETWORK_REMOVE_RETRY_S: Final = 1.0
+# their endpoints (usually a fraction of a second): retry, 0.1 s first and then
+# doubling up to 1 s, for about 5 s in all before reporting.
+NETWORK_REMOVE_ATTEMPTS: Final = 9
+NETWORK_REMOVE_FIRST_RETRY_S: Final = 0.1
+NETWORK_REMOVE_MAX_RETRY_S: Final = 1.0
 
 _UNAVAILABLE_HINT: Final = "is dockerd running? check `docker info`"
 _PULL_HINT: Final = "no registry reachable? build it locally or `docker load` it"
@@ -400,7 +402,9 @@ class DockerRuntime:
                         "its containers are gone but the engine still counts an endpoint; "
                         "the network is harmless but only a dockerd restart frees it",
                     ) from exc
-                await anyio.sleep(NETWORK_REMOVE_RETRY_S)
+                await anyio.sleep(
+                    min(NETWORK_REMOVE_FIRST_RETRY_S * 2**attempt, NETWORK_REMOVE_MAX_RETRY_S)
+                )
 
     async def list_volumes(self, stack: str | None = None) -> list[VolumeInfo]:
         doing = f"listing volumes of stack {stack}" if stack else "listing podctl volumes"

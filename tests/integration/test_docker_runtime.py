@@ -201,7 +201,8 @@ async def test_stops_wait_out_their_graces_together_not_in_batches(
     stack_name: str, stack_network: str, seeded_images: list[str]
 ) -> None:
     # A runtime allowing only 2 engine calls in flight: were a stop to hold a slot
-    # for its grace, 12 stubborn containers would take 6 graces (12 s) to stop.
+    # for its grace, 12 stubborn containers would be killed in 6 waves, the last
+    # one 6 graces (12 s) after the stops began.
     n, grace = 12, 2.0
     async with DockerRuntime(concurrency=2) as rt:
         ids = [await run_container(rt, stack_name, f"stubborn-{i}", IGNORES_TERM) for i in range(n)]
@@ -212,19 +213,22 @@ async def test_stops_wait_out_their_graces_together_not_in_batches(
             await rt.stop_container(cid, grace_s=grace)
             took.append(time.monotonic() - t0)
 
-        started = time.monotonic()
-        with anyio.fail_after(60):
+        began = time.time()
+        with anyio.fail_after(90):
             async with anyio.create_task_group() as tg:
                 for cid in ids:
                     tg.start_soon(stop, cid)
-        total = time.monotonic() - started
-        # Each one did wait out its grace (it ignores SIGTERM), then was killed ...
-        assert min(took) >= grace - 0.1
-        for cid in ids:
-            info = await rt.inspect_container(cid)
-            assert (info.state, info.exit_code) == ("exited", 137)
-        # ... and all of them within about one grace, not 6 of them one after another.
-        assert total < 3 * grace, f"{n} stops took {total:.1f}s"
+        # Each one waited out its grace (it ignores SIGTERM), then was killed ...
+        assert len(took) == n and min(took) >= grace - 0.1
+        infos = [await rt.inspect_container(cid) for cid in ids]
+        assert {(i.state, i.exit_code) for i in infos} == {("exited", 137)}
+        # ... all of them at the end of one grace, not wave after wave. (When the
+        # processes died, as the engine recorded it: how long the engine then takes
+        # to release each container's network depends on its load, not on podctl.)
+        died = sorted(i.finished_at - began for i in infos if i.finished_at is not None)
+        assert len(died) == n
+        assert died[0] >= grace - 0.2
+        assert died[-1] < 3.5 * grace, f"the last of {n} died {died[-1]:.1f}s after the stops"
         # Stopping what has already stopped, or is gone, is not an error.
         await rt.stop_container(ids[0], grace_s=grace)
         await rt.remove_container(ids[0])
