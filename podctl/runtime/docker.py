@@ -78,10 +78,11 @@ DEFAULT_SOCKET: Final = "/var/run/docker.sock"
 # Connections for ordinary calls: the mutating semaphore plus reads (list,
 # inspect, exec probes) running beside it, with room to spare.
 DEFAULT_POOL_SIZE: Final = 64
-# Removing a network right after its containers can race the engine releasing
-# their endpoints (usually a fraction of a second): retry, 0.1 s first and then
-# doubling up to 1 s, for about 5 s in all before reporting.
-NETWORK_REMOVE_ATTEMPTS: Final = 9
+# Removing a network right after its containers races the engine releasing their
+# endpoints. Docker 20.10 releases them one at a time (0.1-0.35 s each here), so
+# after 50 replicas stop at once that takes several seconds: retry, 0.1 s first and
+# then doubling up to 1 s, for about 25 s in all before reporting.
+NETWORK_REMOVE_ATTEMPTS: Final = 30
 NETWORK_REMOVE_FIRST_RETRY_S: Final = 0.1
 NETWORK_REMOVE_MAX_RETRY_S: Final = 1.0
 
