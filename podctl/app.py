@@ -24,21 +24,19 @@ from podctl.api.server import serve
 from podctl.health.prober import ProberSupervisor
 from podctl.health.store import HealthEvent, HealthStore
 from podctl.logs import configure_logging
-from podctl.net.endpoints import Backend
-from podctl.net.metrics import MetricsServer
-from podctl.net.metrics import render as render_metrics
+from podctl.net.metrics import render, serve_metrics
 from podctl.net.proxyset import ProxySet
 from podctl.net.services import ServiceRouter
 from podctl.reconcile.controller import Controller
 from podctl.reconcile.events import EventLog
 from podctl.reconcile.ledger import Ledger
-from podctl.runtime.errors import EngineError
-from podctl.spec import load_stacks
+from podctl.reload import StackWatcher
+from podctl.spec import DEFAULT_MAX_REPLICAS, load_stacks
 from podctl.stackset import StackSet
 from podctl.storage.files import EnvironStackFiles, StackFiles
 from podctl.storage.history import RevisionHistory
 from podctl.storage.redact import secret_values
-from podctl.storage.statedir import StateDir
+from podctl.storage.statedir import StateDir, StateFile
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
@@ -56,6 +54,7 @@ log = logging.getLogger("podctl")
 
 LEDGER_FILE = "ledger.json"
 TEARDOWN_TIMEOUT_S = 120.0
+CONTROLLER_EXIT_S = 35.0  # an engine call's own deadline, and a little more
 
 
 class Instance:
@@ -76,6 +75,7 @@ class Instance:
         redactor: Redactor | None = None,
         metrics: tuple[str, int] | None = None,
         kernel_fast_path: bool = False,
+        max_replicas: int = DEFAULT_MAX_REPLICAS,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.runtime = runtime
@@ -94,24 +94,28 @@ class Instance:
             ProxySet(kernel_fast_path=kernel_fast_path), self.health.view, self.events.emit
         )
         self.files = StackFiles()
+        ledger = StateFile(self.state, LEDGER_FILE, Ledger, Ledger)
         self.controller = Controller(
             runtime,
             stacks,
             prober=self.prober,
             files=EnvironStackFiles(self.files, self.environ),
-            ledger=self._load_ledger(),
+            ledger=ledger.load(),
             clock=clock,
             events=self.events,
             observers=[self._follow_plan],
             on_died=self.router.died,
             drain=self.router.drain,
-            on_ledger_change=self._save_ledger,
+            on_ledger_change=ledger.save,
         )
         self.stacks = StackSet(
             self.controller,
             self.files,
-            lambda: load_stacks(self.paths, self.overrides, self.environ),
+            lambda: load_stacks(
+                self.paths, self.overrides, self.environ, max_replicas=max_replicas
+            ),
             RevisionHistory(self.state),
+            max_replicas,
         )
         self.handlers = ControlHandlers(
             self.controller, self.router, self.health, self.stacks, redactor=redactor
@@ -122,19 +126,7 @@ class Instance:
     def _follow_plan(
         self, stacks: Sequence[DesiredStack], observed: ObservedState, plan: Plan
     ) -> None:
-        backends = [
-            Backend(
-                stack=s.stack,
-                pod=s.pod,
-                name=s.name,
-                container_id=s.container_id,
-                ip=s.ip,
-                started_at=s.started_at,
-            )
-            for s in plan.status
-            if s.phase == "Running" and s.container_id and s.ip
-        ]
-        self.router.observe(stacks, backends, {n.name: n for n in observed.networks})
+        self.router.observe(stacks, plan.status, observed.networks)
 
     def _health_changed(self, stack: str) -> None:
         self.router.health_changed(stack)  # at once, engine or not
@@ -153,19 +145,6 @@ class Instance:
         )
         self.events.emit(event.stack, obj, event.kind, event.message)
 
-    def _load_ledger(self) -> Ledger:
-        try:
-            return self.state.read_json(LEDGER_FILE, Ledger) or Ledger()
-        except Exception as exc:  # a corrupt ledger only costs restart counts
-            log.warning("ignoring unreadable %s: %s", LEDGER_FILE, exc)
-            return Ledger()
-
-    async def _save_ledger(self, ledger: Ledger) -> None:
-        try:
-            await self.state.write_json_async(LEDGER_FILE, ledger)
-        except Exception as exc:  # reported, never fatal: the engine holds the truth
-            log.warning("could not save restart counts: %s", exc)
-
     # -- the run -------------------------------------------------------------------
 
     async def run(self) -> int:
@@ -180,8 +159,8 @@ class Instance:
         with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             async with anyio.create_task_group() as tg:
                 controller_scope = anyio.CancelScope()
-                metrics_server = None
-                clean_stop = False
+                controller_done = anyio.Event()
+                controller_started = clean_stop = False
                 try:
                     if early_signals.pending() is not None:
                         clean_stop = True
@@ -191,19 +170,27 @@ class Instance:
                     await tg.start(serve, self.socket_path, self.handlers)
 
                     async def controller_main() -> None:
-                        with controller_scope:
-                            await self.controller.run()
+                        try:
+                            with controller_scope:
+                                await self.controller.run()
+                        finally:
+                            controller_done.set()
 
                     tg.start_soon(controller_main)
+                    controller_started = True
                     await self.stacks.record_revisions("start")
                     if self.metrics is not None:
-                        metrics_server = MetricsServer(
-                            *self.metrics, source=lambda: render_metrics(self.router.stats())
-                        )
-                        await metrics_server.start()
-                        log.info("metrics on http://%s:%d/metrics", *self.metrics)
+                        stats = self.router.stats
+                        await tg.start(serve_metrics, *self.metrics, lambda: render(stats()))
                     if self.watch:
-                        tg.start_soon(self._watch_files)
+                        watcher = StackWatcher(
+                            self.paths,
+                            self.stacks.load,
+                            self.stacks.loaded,
+                            self.stacks.invalid,
+                            current=self.controller.stacks,
+                        )
+                        await tg.start(watcher.run)
                     early = early_signals.pending()
                     if early is None:
                         async for signum in signals:
@@ -214,32 +201,19 @@ class Instance:
                     return 0
                 finally:
                     controller_scope.cancel()
+                    # Its engine calls under way end first (creates are let finish), so
+                    # the teardown sees everything the controller made.
+                    with anyio.CancelScope(shield=True), anyio.move_on_after(CONTROLLER_EXIT_S):
+                        if controller_started:
+                            await controller_done.wait()
                     # Probing containers that are being stopped only makes noise.
                     with contextlib.suppress(RuntimeError):
                         self.prober.sync([])
                     with anyio.CancelScope(shield=True):
-                        if metrics_server is not None:
-                            await metrics_server.close()
-                        await self._shutdown(teardown=clean_stop and not self.keep)
+                        if clean_stop and not self.keep:
+                            await self.stacks.teardown_all(TEARDOWN_TIMEOUT_S)
+                        else:
+                            log.info("leaving containers running for the next start to adopt")
+                        await self.router.close()
                     tg.cancel_scope.cancel()
         return 0
-
-    async def _shutdown(self, *, teardown: bool) -> None:
-        with anyio.CancelScope(shield=True):
-            if not teardown:
-                log.info("leaving containers running for the next start to adopt")
-            else:
-                for stack in self.controller.stacks:
-                    try:
-                        with anyio.fail_after(TEARDOWN_TIMEOUT_S):
-                            await self.stacks.teardown(stack, remove_volumes=False)
-                    except (EngineError, TimeoutError, OSError) as exc:
-                        log.error("stopping stack %s: %s", stack.name, exc)
-            await self.router.close()
-
-    async def _watch_files(self) -> None:
-        import watchfiles
-
-        dirs = sorted({str(p.absolute().parent) for p in self.paths})
-        async for _changes in watchfiles.awatch(*dirs, debounce=300, recursive=True):
-            await self.stacks.reload()

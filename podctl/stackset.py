@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING
 import anyio
 import msgspec
 
+from podctl.runtime.errors import EngineError
+from podctl.spec import DEFAULT_MAX_REPLICAS
 from podctl.spec.errors import SpecError
 from podctl.storage.errors import StateWriteError
 
@@ -36,7 +38,9 @@ class StackSet:
         files: StackFiles,
         load: Callable[[], list[DesiredStack]],
         history: RevisionHistory | None = None,
+        max_replicas: int = DEFAULT_MAX_REPLICAS,
     ) -> None:
+        self.max_replicas = max_replicas
         self.controller = controller
         self.files = files
         self.load = load
@@ -72,6 +76,9 @@ class StackSet:
         return await self.teardown(desired, remove_volumes=remove_volumes, name=stack)
 
     def scale(self, stack: str, pod: str, replicas: int) -> None:
+        if not 0 <= replicas <= self.max_replicas:
+            raise ValueError(f"replicas must be between 0 and {self.max_replicas}, got {replicas}")
+
         def scaled(st: DesiredStack) -> DesiredStack:
             pods = tuple(
                 msgspec.structs.replace(p, replicas=replicas) if p.name == pod else p
@@ -84,6 +91,20 @@ class StackSet:
         )
         self.controller.events.emit(stack, f"pod:{stack}/{pod}", "Scaled", f"replicas={replicas}")
 
+    async def teardown_all(self, timeout_s: float) -> None:
+        """Every stack down at once (a clean stop of `podctl run`); errors are reported."""
+
+        async def one(stack: DesiredStack) -> None:
+            try:
+                with anyio.fail_after(timeout_s):
+                    await self.teardown(stack, remove_volumes=False)
+            except (EngineError, TimeoutError, OSError) as exc:
+                log.error("stopping stack %s: %s", stack.name, exc)
+
+        async with anyio.create_task_group() as tg:
+            for stack in self.controller.stacks:
+                tg.start_soon(one, stack)
+
     async def teardown(
         self, desired: DesiredStack | None, *, remove_volumes: bool, name: str = ""
     ) -> int:
@@ -93,17 +114,24 @@ class StackSet:
         return len(plan.steps)
 
     async def reload(self) -> bool:
-        """Read the stack files again: a valid edit is applied; an invalid one is
-        reported with FILE:LINE:COL and the last good state keeps running."""
+        """Read the stack files again (also what SIGHUP does); False when invalid."""
         try:
             stacks = await anyio.to_thread.run_sync(self.load)
         except SpecError as exc:
-            for issue in exc.issues:
-                log.error("%s", issue)
-            self.controller.events.emit("", "reload", "Invalid", str(exc).splitlines()[0])
+            self.invalid(exc)
             return False
+        await self.loaded(stacks)
+        return True
+
+    async def loaded(self, stacks: list[DesiredStack]) -> None:
+        """A valid edit of the stack files: apply it."""
         if stacks != self.controller.stacks:
             self.controller.events.emit("", "reload", "Reloaded", "stack files changed")
             await self.replace_stacks(stacks, "no longer in the stack files")
             await self.record_revisions("file change")
-        return True
+
+    def invalid(self, exc: SpecError) -> None:
+        """An invalid edit: report it with FILE:LINE:COL; the last good state keeps running."""
+        for issue in exc.issues:
+            log.error("%s", issue)
+        self.controller.events.emit("", "reload", "Invalid", str(exc).splitlines()[0])

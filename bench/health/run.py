@@ -82,6 +82,9 @@ CPU_PROBES = {
     "http": ("{http: {port: http, path: /health.html}, period: 1s}", "podctl"),
     "exec": (EXEC_PROBE, "podctl"),
 }
+# Idle: a converged stack whose replicas are probed as a production stack would be.
+IDLE_PROBE = "{tcp: {port: http}, period: 10s}"
+IDLE_RESULTS = ROOT / "bench" / "results" / "idle.md"
 
 
 # -- driving podctl ---------------------------------------------------------------
@@ -603,13 +606,46 @@ def report(trials: list[Trial], cpu: list[CpuRow], args: argparse.Namespace) -> 
     return "\n".join(lines)
 
 
+def idle(replicas: int, window: float = 60.0) -> None:
+    """Idle CPU of `podctl run` (issue 8: < 1 % of a core), median of 3 windows."""
+    rows = [cpu_run("tcp every 10 s", IDLE_PROBE, "podctl", replicas, window) for _ in range(3)]
+    pct = statistics.median(r.podctl_pct for r in rows)
+    text = "\n".join(
+        [
+            "# Idle CPU of `podctl run`",
+            "",
+            f"`python -m bench.health --only idle` ({time.strftime('%Y-%m-%d %H:%M')}); "
+            f"{host_line()}.",
+            "",
+            f"{replicas} busybox httpd replicas, a tcp readiness probe every 10 s each, "
+            f"nothing changing; CPU of the `podctl run` process (utime+stime) over {window:g} s "
+            "once all are ready, 3 runs. 100 % = one core.",
+            "",
+            "| run | podctl CPU | RSS |",
+            "|---|---|---|",
+            *[
+                f"| {i + 1} | {r.podctl_pct:.2f} % | {r.rss_mib:.0f} MiB |"
+                for i, r in enumerate(rows)
+            ],
+            "",
+            f"Median: **{pct:.2f} % of one core**.",
+            "",
+        ]
+    )
+    IDLE_RESULTS.write_text(text)
+    print(text)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(prog="python -m bench.health", description=__doc__)
     ap.add_argument("--trials", type=int, default=5, help="restart trials per probe kind")
     ap.add_argument("--replicas", type=int, default=50, help="replicas for the CPU figure")
     ap.add_argument("--window", type=float, default=20.0, help="CPU sampling window, seconds")
     ap.add_argument(
-        "--only", choices=["restart", "cpu"], help="run one part only (still writes the file)"
+        "--only",
+        choices=["restart", "cpu", "idle"],
+        help="run one part only (still writes the file); idle: 50 replicas, tcp probes "
+        "every 10 s, nothing changing, 60 s window -> bench/results/idle.md",
     )
     ap.add_argument(
         "--probes",
@@ -629,6 +665,9 @@ def main() -> None:
     subprocess.run([str(ROOT / "scripts" / "seed-image"), IMAGE], check=True, capture_output=True)
     trials: list[Trial] = []
     cpu: list[CpuRow] = []
+    if args.only == "idle":
+        idle(args.replicas)
+        return
     if args.only in (None, "restart"):
         print("liveness detection-to-restart:", file=sys.stderr)
         trials = restart_trials(args.trials)

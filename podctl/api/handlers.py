@@ -153,6 +153,8 @@ class ControlHandlers:
                         bytes_in=counters.bytes_in if counters else 0,
                         bytes_out=counters.bytes_out if counters else 0,
                         backend_errors=counters.backend_errors if counters else 0,
+                        rejected=counters.rejected if counters else 0,
+                        peer_rejected=counters.peer_rejected if counters else 0,
                     )
                 )
         return rows
@@ -215,7 +217,10 @@ class ControlHandlers:
         st = self.controller.stack(stack)
         if st is None or st.pod(pod) is None:
             return Reply(ok=False, error=f"no pod {stack}/{pod}")
-        self.owner.scale(stack, pod, replicas)
+        try:
+            self.owner.scale(stack, pod, replicas)
+        except ValueError as exc:
+            return Reply(ok=False, error=str(exc))
         return Reply(ok=True, data={"stack": stack, "pod": pod, "replicas": replicas})
 
     async def down(self, stack: str, volumes: bool) -> Reply:

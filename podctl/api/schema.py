@@ -42,6 +42,8 @@ class ServiceRow(Row, kw_only=True):
     bytes_in: int = 0
     bytes_out: int = 0
     backend_errors: int = 0
+    rejected: int = 0  # over the connection cap (descriptors)
+    peer_rejected: int = 0  # in-stack listener: a client from outside the stack's network
 
 
 class StackRow(Row, kw_only=True):

@@ -6,16 +6,17 @@ import contextlib
 import logging
 import os
 import socket
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
 import anyio.abc
 import msgspec
 
 from podctl.api.schema import Reply, Request
+from podctl.net.limits import ACCEPT_RESOURCE_ERRNOS, ACCEPT_TRANSIENT_ERRNOS, AcceptBackoff
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncIterator, Callable, Coroutine
     from pathlib import Path
 
 log = logging.getLogger("podctl.api")
@@ -70,11 +71,48 @@ async def serve(
         os.umask(old_umask)
     try:
         task_status.started()
-        async with listener:
-            await listener.serve(lambda stream: _one(stream, handler))
+        async with listener, anyio.create_task_group() as tg:
+            await accept_loop(listener, lambda stream: _one(stream, handler), tg)
     finally:
         with contextlib.suppress(OSError):
             await anyio.Path(path).unlink()
+
+
+async def accept_loop(
+    listener: anyio.abc.SocketListener,
+    handle: Callable[[anyio.abc.SocketStream], Coroutine[Any, Any, None]],
+    tg: anyio.abc.TaskGroup,
+    backoff: AcceptBackoff | None = None,
+) -> None:
+    """Accept until cancelled, one task per connection; accept errors never end it.
+
+    Out of descriptors (EMFILE, ENFILE) or memory, accepting pauses like Go's
+    net/http (5 ms, doubling to 1 s) and the connection waits in the backlog
+    until a descriptor is free; said once in the log per episode. Any other
+    accept error is logged and retried the same way.
+    """
+    backoff = backoff if backoff is not None else AcceptBackoff()
+    while True:
+        try:
+            stream = await listener.accept()
+        except (anyio.BrokenResourceError, OSError) as exc:
+            cause = exc if isinstance(exc, OSError) else exc.__cause__
+            code = cause.errno if isinstance(cause, OSError) else None
+            if code in ACCEPT_TRANSIENT_ERRNOS:
+                continue  # that one connection went away; the next one is fine
+            if not backoff.pausing:
+                if code in ACCEPT_RESOURCE_ERRNOS:
+                    log.warning(
+                        "control socket: cannot accept (%s); pausing until descriptors free up",
+                        cause,
+                    )
+                else:
+                    log.error("control socket: accept failed: %r; retrying", cause or exc)
+            await anyio.sleep(backoff.failed())
+            continue
+        if backoff.succeeded():
+            log.info("control socket: accepting again")
+        tg.start_soon(handle, stream)
 
 
 async def _one(stream: anyio.abc.SocketStream, handler: Handler) -> None:

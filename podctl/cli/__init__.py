@@ -18,9 +18,9 @@ import typer
 
 from podctl.api import client
 from podctl.api.schema import PodRow, Reply, Request, ServiceRow, StackRow
-from podctl.cli.output import Format, err, print_data
+from podctl.cli.output import Format, err, print_data, safe
 from podctl.runtime.errors import EngineError
-from podctl.spec.errors import SpecError
+from podctl.spec.limits import DEFAULT_MAX_REPLICAS
 from podctl.storage import paths as storage_paths
 
 app = typer.Typer(
@@ -151,6 +151,9 @@ def run(
             "the userspace proxy remains the fallback",
         ),
     ] = False,
+    max_replicas: Annotated[
+        int, typer.Option("--max-replicas", min=0, help="most replicas one pod may ask for")
+    ] = DEFAULT_MAX_REPLICAS,
 ) -> None:
     """Run stacks in the foreground: reconcile, probe, proxy, hot-reload."""
     from podctl.cli.runner import run_foreground
@@ -170,23 +173,89 @@ def run(
         verbose=verbose,
         metrics=metrics_addr,
         kernel_fast_path=kernel_proxy,
+        max_replicas=max_replicas,
     )
     raise typer.Exit(code)
 
 
 @app.command()
-def validate(files: Annotated[list[Path], typer.Argument()], set_: SetOpt = None) -> None:
-    """Check stack files: exit 0, or exit 2 with FILE:LINE:COL: message lines."""
-    from podctl.spec import load_stacks
+def validate(
+    files: Annotated[list[Path], typer.Argument()],
+    set_: SetOpt = None,
+    max_replicas: Annotated[
+        int, typer.Option("--max-replicas", min=0, help="most replicas one pod may ask for")
+    ] = DEFAULT_MAX_REPLICAS,
+    report: Annotated[
+        bool,
+        typer.Option("--report", help="list every field or kind that did not carry over exactly"),
+    ] = False,
+) -> None:
+    """Check stack files or Kubernetes YAML: exit 0, or exit 2 with FILE:LINE:COL: message lines."""
+    from podctl import bridge
 
-    try:
-        stacks = load_stacks(files, _overrides(set_), dict(os.environ))
-    except SpecError as exc:
-        for issue in exc.issues:
+    loaded = bridge.load(files, _overrides(set_), dict(os.environ), max_replicas=max_replicas)
+    if report:
+        for entry in loaded.report:
+            typer.echo(str(entry))
+    elif loaded.report:
+        err(f"{len(loaded.report)} fields or objects did not carry over exactly (see --report)")
+    if loaded.issues:
+        for issue in loaded.issues:
             err(str(issue))
-        raise typer.Exit(EXIT_BAD_INPUT) from exc
-    for st in stacks:
+        raise typer.Exit(EXIT_BAD_INPUT)
+    for st in loaded.stacks:
         typer.echo(f"{st.source}: stack {st.name} is valid ({len(st.pods)} pods)")
+
+
+@app.command()
+def render(
+    files: Annotated[list[Path], typer.Argument(help="stack files or Kubernetes YAML")],
+    set_: SetOpt = None,
+    output: Annotated[Format, typer.Option("-o", "--output", help="json or yaml")] = Format.json,
+) -> None:
+    """Print the fully resolved stacks (secret values redacted)."""
+    from podctl import bridge
+
+    loaded = bridge.load(files, _overrides(set_), dict(os.environ))
+    if loaded.issues:
+        for issue in loaded.issues:
+            err(str(issue))
+        raise typer.Exit(EXIT_BAD_INPUT)
+    data = [bridge.render_stack(s, loaded.secret_sources.get(s.name)) for s in loaded.stacks]
+    if output is Format.yaml:
+        import yaml
+
+        sys.stdout.write(yaml.safe_dump(data, sort_keys=False))
+    else:
+        sys.stdout.write(msgspec.json.format(msgspec.json.encode(data), indent=2).decode() + "\n")
+
+
+@app.command()
+def export(
+    files: Annotated[list[Path], typer.Argument(help="stack files or Kubernetes YAML")],
+    to: Annotated[str, typer.Option("--to", help="kubernetes or compose")],
+    set_: SetOpt = None,
+    include_secret_values: Annotated[
+        bool,
+        typer.Option("--include-secret-values", help="write secret values (Kubernetes only)"),
+    ] = False,
+) -> None:
+    """Print the stacks as Kubernetes documents or a compose file; losses go to stderr."""
+    from podctl import bridge
+
+    if to not in ("kubernetes", "compose"):
+        raise _fail(f"--to {to}: expected kubernetes or compose", EXIT_BAD_INPUT)
+    loaded = bridge.load(files, _overrides(set_), dict(os.environ))
+    if loaded.issues:
+        for issue in loaded.issues:
+            err(str(issue))
+        raise typer.Exit(EXIT_BAD_INPUT)
+    text, report = bridge.export(
+        loaded, to, environ=dict(os.environ), include_secret_values=include_secret_values
+    )
+    for entry in [*loaded.report, *report]:
+        err(f"warning: {entry}")
+    sys.stdout.write(text)
 
 
 # -- get / describe ------------------------------------------------------------
@@ -332,7 +401,8 @@ def events(
 
             for r in rows:
                 t = datetime.datetime.fromtimestamp(r.time).strftime("%H:%M:%S")
-                typer.echo(f"{t}  {r.stack or '-':<10} {r.object:<28} {r.reason:<16} {r.message}")
+                line = f"{t}  {r.stack or '-':<10} {r.object:<28} {r.reason:<16} {r.message}"
+                typer.echo(safe(line))
         else:
             print_data(rows, output, columns)
 
@@ -388,13 +458,13 @@ def down(
     if reply is not None and reply.ok:
         typer.echo(f"stack {stack} removed")
         return
-    from podctl.reconcile.controller import teardown
+    from podctl.cli import offline
+    from podctl.storage.errors import StorageError
 
-    async def go(rt: Any) -> int:
-        plan = await teardown(rt, stack, remove_volumes=volumes)
-        return len(plan.steps)
-
-    n = _offline(go)
+    try:
+        n = _offline(lambda rt: offline.down(rt, stack, volumes=volumes))
+    except StorageError as exc:  # the stack is run by a podctl on another socket
+        raise _fail(str(exc)) from exc
     typer.echo(f"stack {stack} removed ({n} objects)" if n else f"stack {stack}: nothing to remove")
 
 

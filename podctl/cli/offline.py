@@ -8,11 +8,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+import anyio
+
 from podctl import labels
 from podctl.api.schema import PodRow, ServiceRow, StackRow
 from podctl.reconcile.phase import container_phase, has_ended, replica_index
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     from podctl.runtime.protocol import ContainerInfo, Runtime
 
 
@@ -91,3 +95,34 @@ async def describe_pod(rt: Runtime, name: str) -> dict[str, Any] | None:
     import msgspec
 
     return {"pod": msgspec.to_builtins(_row(c)), "note": "podctl is not running: no probe data"}
+
+
+def stop_graces(containers: Iterable[ContainerInfo]) -> dict[str, float]:
+    """Each pod's stop_grace, read back from its containers (podctl sets the engine's
+    StopTimeout to it): the stack file is not at hand when podctl is not running."""
+    graces: dict[str, float] = {}
+    for c in containers:
+        pod = c.labels.get(labels.POD)
+        if pod is not None and c.stop_grace_s is not None:
+            graces[pod] = max(graces.get(pod, 0.0), c.stop_grace_s)
+    return graces
+
+
+async def down(rt: Runtime, stack: str, *, volumes: bool = False) -> int:
+    """`podctl down STACK` without a running podctl: the same teardown as the running
+    one (every container stopped at once with its pod's stop_grace, then the network,
+    then volumes when asked), and the stack's materialised configs and secrets
+    removed from the runtime directory. Returns how many engine objects went.
+
+    Holds the stack's lock meanwhile, so a `podctl run` of the stack started on
+    another control socket is not taken down under its feet (StackBusy names it).
+    """
+    from podctl.reconcile.controller import teardown
+    from podctl.storage.files import StackFiles
+    from podctl.storage.locks import acquire_stacks
+
+    with await anyio.to_thread.run_sync(acquire_stacks, [stack]):
+        graces = stop_graces(await rt.list_containers(stack))
+        plan = await teardown(rt, stack, remove_volumes=volumes, grace_by_pod=graces)
+        await StackFiles().remove_stack(stack)
+    return len(plan.steps)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import re
 import sys
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 import msgspec
 import yaml
+
+from podctl.spec.errors import escape_control
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -20,6 +23,17 @@ class Format(StrEnum):
     wide = "wide"
 
 
+# What JSON leaves raw but a terminal may act on: DEL, C1 controls, bidi controls.
+# They can only occur inside JSON strings, where a \u escape means the same.
+_JSON_RAW_CONTROL = re.compile("[\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def json_text(data: Any) -> str:
+    """Indented JSON of `data`, every control character escaped (`\\u001b`)."""
+    text = msgspec.json.format(msgspec.json.encode(data), indent=2).decode()
+    return _JSON_RAW_CONTROL.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
 def to_builtins(rows: Sequence[Any]) -> list[Any]:
     return [msgspec.to_builtins(r) for r in rows]
 
@@ -28,7 +42,7 @@ def print_data(rows: Sequence[Any], fmt: Format, columns: Sequence[tuple[str, st
     """Print rows; `columns` are (header, field) pairs for the table form."""
     data = to_builtins(rows)
     if fmt is Format.json:
-        sys.stdout.write(msgspec.json.format(msgspec.json.encode(data), indent=2).decode() + "\n")
+        sys.stdout.write(json_text(data) + "\n")
         return
     if fmt is Format.yaml:
         sys.stdout.write(yaml.safe_dump(data, sort_keys=False))
@@ -36,12 +50,14 @@ def print_data(rows: Sequence[Any], fmt: Format, columns: Sequence[tuple[str, st
     # rich costs ~20 ms to import: only the table form needs it (`run` never does).
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     table = Table(box=None, pad_edge=False, show_edge=False, header_style="bold")
     for header, _ in columns:
         table.add_column(header, overflow="fold")
     for item in data:
-        table.add_row(*(_cell(item.get(field)) for _, field in columns))
+        # Text(), not a str: a cell is data, and `[red]` in a name is not rich markup.
+        table.add_row(*(Text(safe(_cell(item.get(field)))) for _, field in columns))
     Console(soft_wrap=True, width=200 if not sys.stdout.isatty() else None).print(table)
 
 
@@ -57,5 +73,17 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
+def safe(text: str) -> str:
+    """One line of text for the terminal: control characters escaped (ESC -> `\\x1b`).
+
+    Names, messages and events can carry text from stack files or containers;
+    written raw, an escape sequence in them would drive the user's terminal.
+    JSON and YAML output escape control characters themselves.
+    """
+    return escape_control(text)
+
+
 def err(message: str) -> None:
-    sys.stderr.write(message.rstrip("\n") + "\n")
+    """Write `message` to stderr; its control characters are escaped, its line breaks kept."""
+    lines = message.rstrip("\n").split("\n")
+    sys.stderr.write("\n".join(safe(line) for line in lines) + "\n")

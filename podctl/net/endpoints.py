@@ -10,7 +10,7 @@ readiness probe leaves every table at once even while the engine is frozen.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import msgspec
 
@@ -35,6 +35,42 @@ class Backend(msgspec.Struct, frozen=True, kw_only=True):
     container_id: str
     ip: str
     started_at: float | None = None
+
+
+class ObservedReplica(Protocol):
+    """A replica as the controller's last plan shows it (`ReplicaStatus` is one)."""
+
+    @property
+    def stack(self) -> str: ...
+    @property
+    def pod(self) -> str: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def container_id(self) -> str | None: ...
+    @property
+    def ip(self) -> str | None: ...
+    @property
+    def phase(self) -> str: ...
+    @property
+    def started_at(self) -> float | None: ...
+
+
+def backends(replicas: Iterable[ObservedReplica]) -> list[Backend]:
+    """The replicas that may take traffic at all: running, with an address (not
+    pending, crash-looping or terminating). Readiness is decided later, per probe."""
+    return [
+        Backend(
+            stack=r.stack,
+            pod=r.pod,
+            name=r.name,
+            container_id=r.container_id,
+            ip=r.ip,
+            started_at=r.started_at,
+        )
+        for r in replicas
+        if r.phase == "Running" and r.container_id and r.ip
+    ]
 
 
 def service_key(stack: str, service: str) -> str:

@@ -10,9 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from typing import TYPE_CHECKING
 
+import anyio
+import anyio.abc
+
 from podctl.net.proxy import bound_address
+
+log = logging.getLogger("podctl.metrics")
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
@@ -41,6 +47,13 @@ _SERVICE_METRICS: tuple[tuple[str, str, str, str], ...] = (
         "counter",
         "rejected",
         "Connections closed at once because the listener was at its connection cap.",
+    ),
+    (
+        "podctl_service_peer_rejected_connections_total",
+        "counter",
+        "peer_rejected",
+        "Connections closed at once because the client was outside the listener's network"
+        " (e.g. a container on another Docker network reaching the in-stack address).",
     ),
 )
 
@@ -116,3 +129,22 @@ class MetricsServer:
             writer.close()
             with contextlib.suppress(OSError):
                 await writer.wait_closed()
+
+
+async def serve_metrics(
+    host: str,
+    port: int,
+    source: Callable[[], str],
+    *,
+    task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve /metrics until cancelled (a task for the run's task group)."""
+    server = MetricsServer(host, port, source)
+    await server.start()
+    log.info("metrics on http://%s:%d/metrics", *server.address)
+    try:
+        task_status.started()
+        await anyio.sleep_forever()
+    finally:
+        with anyio.CancelScope(shield=True):
+            await server.close()

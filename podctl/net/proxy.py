@@ -23,7 +23,22 @@ This is podctl's data path, so it is written against asyncio's low-level
   they end or until `drain()` closes them.
 - A connect failure tries the next endpoint before any byte has moved in either
   direction: the client's bytes wait (reading paused, or at most one read
-  parked) until a backend has accepted.
+  parked) until a backend has accepted. The first attempt gets a short timeout
+  (a replica killed a moment ago costs 250 ms, not the full connect timeout);
+  later attempts get the full one, and an endpoint that only missed the short
+  timeout is tried again with the full one when no other is left.
+- Descriptors: each connection holds two. A listener's cap, and the budget
+  all listeners of a `ProxySet` share, come from RLIMIT_NOFILE minus a reserve
+  (`podctl.net.limits`), so idle clients cannot starve probes or the control
+  socket. Over the cap, a connection is closed at once.
+- Accept errors never reach a task: uvloop (libuv) absorbs EMFILE by accepting
+  and closing the pending connections; an accept error it cannot absorb makes
+  it close the listening socket without a word, so the sweeper checks that the
+  socket is still open and re-opens it (backing off 5 ms doubling to 1 s).
+  Plain asyncio pauses accepting for a second by itself.
+- `peers`: a listener may serve only clients from one network (the in-stack
+  listener on a bridge gateway serves only that bridge's subnet); others are
+  closed at once and counted.
 
 The only tasks here are the per-connection connect coroutines (uvloop has no
 callback-style connect). They are owned by the `ServiceProxy`: tracked per
@@ -36,11 +51,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import ipaddress
 import logging
 from dataclasses import dataclass, field
 from typing import cast
 
 from podctl import defaults
+from podctl.net.limits import ACCEPT_BACKOFF_MIN_S, AcceptBackoff, ConnectionBudget, connection_cap
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +66,12 @@ log = logging.getLogger(__name__)
 # and Python calls per byte).
 _BUF_MIN = 8 * 1024
 _BUF_MAX = 256 * 1024
+
+# The first connect attempt of a connection: long enough for any live backend on
+# this host, short enough that a replica killed a moment ago costs little.
+FIRST_CONNECT_TIMEOUT_S = 0.25
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +93,7 @@ class ProxyStats:
     bytes_out: int = 0  # backend -> client
     backend_errors: int = 0  # failed connects (each attempt) and no-endpoint refusals
     rejected: int = 0  # closed at once: over the connection cap
+    peer_rejected: int = 0  # closed at once: the client is outside the listener's `peers`
     endpoint_active: tuple[tuple[str, int], ...] = ()
 
     def __add__(self, other: ProxyStats) -> ProxyStats:
@@ -83,6 +107,7 @@ class ProxyStats:
             bytes_out=self.bytes_out + other.bytes_out,
             backend_errors=self.backend_errors + other.backend_errors,
             rejected=self.rejected + other.rejected,
+            peer_rejected=self.peer_rejected + other.peer_rejected,
             endpoint_active=tuple(sorted(per.items())),
         )
 
@@ -193,6 +218,7 @@ class _ClientSide(_Pump):
     __slots__ = (
         "_parked",
         "_paused",
+        "attempt_timeout",
         "backend",
         "connect_task",
         "connect_timed_out",
@@ -209,6 +235,7 @@ class _ClientSide(_Pump):
         self.endpoint_key: str | None = None
         self.connect_task: asyncio.Task[None] | None = None
         self.connect_timed_out = False
+        self.attempt_timeout = 0.0  # of the connect attempt under way
         self._parked: bytes | None = None
         self._paused = False  # reading paused by `_park` (too much waiting for a backend)
         self.last_total = 0
@@ -279,6 +306,7 @@ class _Counters:
     total: int = 0
     backend_errors: int = 0
     rejected: int = 0
+    peer_rejected: int = 0
     closed_bytes_in: int = 0
     closed_bytes_out: int = 0
 
@@ -310,24 +338,47 @@ class ServiceProxy:
         idle_timeout_s: float = defaults.PROXY_IDLE_TIMEOUT_S,
         max_connections: int = defaults.PROXY_MAX_CONNECTIONS,
         backlog: int = 1024,
+        first_connect_timeout_s: float = FIRST_CONNECT_TIMEOUT_S,
+        peers: str | None = None,
+        budget: ConnectionBudget | None = None,
     ) -> None:
+        """`max_connections` is a ceiling: the cap is also bounded by the descriptors
+        the process may open (`podctl.net.limits.connection_cap`), read now.
+
+        `peers` (a CIDR such as "172.20.0.0/16"): serve only clients inside it; others
+        are closed at once and counted in `ProxyStats.peer_rejected`. Raises
+        ValueError for a malformed network.
+
+        `budget`: shared by every listener of a `ProxySet`, so that all of them
+        together stay within the descriptor limit; a listener of its own has its own.
+        """
         self.name = name
         self.bind = bind
         self.port = port
         self.connect_timeout_s = connect_timeout_s
+        self.first_connect_timeout_s = first_connect_timeout_s
         self.idle_timeout_s = idle_timeout_s
-        self.max_connections = max_connections
+        self._budget = budget if budget is not None else ConnectionBudget()
+        self.max_connections = min(max_connections, connection_cap())
+        self.peers: IPNetwork | None = (
+            None if peers is None else ipaddress.ip_network(peers, strict=False)
+        )
         self._backlog = backlog
         self._table: tuple[Endpoint, ...] = ()
         self._cursor = 0
         self._server: asyncio.AbstractServer | None = None
+        self._bound: tuple[str, int] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._conns: set[_ClientSide] = set()
+        self._connecting: set[_ClientSide] = set()
         self._by_key: dict[str, set[_ClientSide]] = {}
         self._c = _Counters()
         self._drains: dict[str, _Drain] = {}
         self._all_closed: list[asyncio.Future[None]] = []
         self._sweeper: asyncio.TimerHandle | None = None
+        self._connect_sweeper: asyncio.TimerHandle | None = None
+        self._reopen_task: asyncio.Task[None] | None = None
+        self.reopens = 0  # times the listening socket was found closed and opened again
         self._accepting = False
 
     # -- lifecycle ---------------------------------------------------------------
@@ -335,6 +386,8 @@ class ServiceProxy:
     @property
     def address(self) -> tuple[str, int]:
         """The bound address (the real port when constructed with port 0)."""
+        if self._bound is not None:
+            return self._bound
         return bound_address(self._server, (self.bind, self.port))
 
     async def start(self) -> None:
@@ -343,23 +396,32 @@ class ServiceProxy:
         self._loop = loop
         self._accepting = True
         try:
-            self._server = await loop.create_server(
-                lambda: _ClientSide(self),
-                self.bind,
-                self.port,
-                backlog=self._backlog,
-                reuse_address=True,
-            )
+            self._server = await self._listen(self.port)
         except OSError as e:
             self._accepting = False
             raise ProxyBindError(e.errno, _bind_error_message(self.bind, self.port, e)) from e
+        self._bound = bound_address(self._server, (self.bind, self.port))
         self._schedule_sweep()
+
+    async def _listen(self, port: int) -> asyncio.AbstractServer:
+        assert self._loop is not None
+        return await self._loop.create_server(
+            lambda: _ClientSide(self),
+            self.bind,
+            port,
+            backlog=self._backlog,
+            reuse_address=True,
+        )
 
     async def close(self, drain_s: float = 0.0) -> None:
         """Stop accepting; let open connections finish for up to `drain_s`, then reset them."""
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-            self._sweeper = None
+        for timer in (self._sweeper, self._connect_sweeper):
+            if timer is not None:
+                timer.cancel()
+        self._sweeper = self._connect_sweeper = None
+        if self._reopen_task is not None:
+            self._reopen_task.cancel()
+            self._reopen_task = None
         self._accepting = False
         server, self._server = self._server, None
         if server is not None:
@@ -381,6 +443,52 @@ class ServiceProxy:
         if server is not None:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(server.wait_closed(), 1.0)
+
+    def accepting(self) -> bool:
+        """Started and not closed (the listening socket may still be re-opening)."""
+        return self._accepting
+
+    def serving(self) -> bool:
+        """Is the listening socket open? (uvloop closes it, silently, after an
+        accept error libuv cannot absorb, e.g. ENFILE or ENOBUFS.)"""
+        server = self._server
+        if server is None:
+            return False
+        socks = getattr(server, "sockets", None)
+        if not socks:
+            return False
+        # uvloop: a closed listener's socket is None or a pseudo-socket with fd -1.
+        return all(s is not None and s.fileno() >= 0 for s in socks)
+
+    async def _reopen(self) -> None:
+        """Open the listening socket again on the same address, backing off 5 ms to 1 s."""
+        backoff = AcceptBackoff()
+        old, self._server = self._server, None
+        if old is not None:
+            old.close()
+        port = self.address[1]
+        log.warning(
+            "%s: the listener on %s:%d stopped accepting (out of descriptors?); re-opening it",
+            self.name,
+            self.bind,
+            port,
+        )
+        while self.accepting():
+            try:
+                server = await self._listen(port)
+            except OSError as e:
+                delay = backoff.failed()
+                if backoff.delay == ACCEPT_BACKOFF_MIN_S:
+                    log.warning("%s: cannot re-open %s:%d yet: %s", self.name, self.bind, port, e)
+                await asyncio.sleep(delay)
+                continue
+            if not self.accepting():  # closed meanwhile
+                server.close()
+                return
+            self._server = server
+            self.reopens += 1
+            log.info("%s: listening on %s:%d again", self.name, self.bind, port)
+            return
 
     # -- routing -----------------------------------------------------------------
 
@@ -428,15 +536,41 @@ class ServiceProxy:
             bytes_out=bytes_out,
             backend_errors=self._c.backend_errors,
             rejected=self._c.rejected,
+            peer_rejected=self._c.peer_rejected,
             endpoint_active=tuple(sorted(per.items())),
         )
 
     # -- connection bookkeeping (called by the protocols) ---------------------------
 
+    def _peer_allowed(self, transport: asyncio.Transport) -> bool:
+        peers = self.peers
+        assert peers is not None
+        peer = transport.get_extra_info("peername")
+        if not peer:
+            return False
+        try:
+            ip = ipaddress.ip_address(peer[0])
+        except ValueError:
+            return False
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped
+        return ip.version == peers.version and ip in peers
+
     def _accepted(self, conn: _ClientSide) -> None:
         transport = conn.transport
         assert transport is not None
-        if len(self._conns) >= self.max_connections or not self._accepting:
+        if self.peers is not None and not self._peer_allowed(transport):
+            # Not from the network this listener serves (e.g. a container on another
+            # bridge reaching the gateway address): close at once.
+            self._c.peer_rejected += 1
+            transport.abort()
+            return
+        budget = self._budget
+        if (
+            len(self._conns) >= self.max_connections
+            or budget.used >= budget.limit
+            or not self._accepting
+        ):
             # Over the cap: close at once rather than queue (the client retries or fails fast).
             self._c.rejected += 1
             transport.abort()
@@ -449,6 +583,7 @@ class ServiceProxy:
         # Reading is not paused while the backend connects: what arrives is parked
         # (see `_ClientSide._park`), which saves two epoll updates per connection.
         self._conns.add(conn)
+        budget.used += 1
         self._c.total += 1
         loop = self._loop
         assert loop is not None
@@ -469,6 +604,7 @@ class ServiceProxy:
         try:
             await self._connect_any(conn)
         finally:
+            self._connecting.discard(conn)
             # Whatever happened (no endpoint accepted, or cancelled), a client that
             # did not get a backend is closed now rather than left hanging.
             if conn.backend is None and conn.transport is not None:
@@ -476,13 +612,26 @@ class ServiceProxy:
 
     async def _connect_any(self, conn: _ClientSide) -> None:
         tried: set[str] = set()
-        # Bounded by the number of endpoints: each is tried at most once.
-        while (ep := self._next_endpoint(tried)) is not None:
+        # An endpoint that missed only the short first timeout: tried again with the
+        # full one once nothing else is left (it may be slow rather than gone).
+        again: Endpoint | None = None
+        timeout = min(self.first_connect_timeout_s, self.connect_timeout_s)
+        # Bounded: each endpoint is tried once, plus at most one second try.
+        while True:
+            ep = self._next_endpoint(tried)
+            if ep is None:
+                if again is None:
+                    return  # every endpoint refused: `_connect` closes the client
+                ep, again = again, None
             if conn not in self._conns:
                 return  # the client left while an attempt was failing
             tried.add(ep.key)
-            backend = await self._connect_one(conn, ep)
+            backend, timed_out = await self._connect_one(conn, ep, timeout)
+            first = timeout < self.connect_timeout_s
+            timeout = self.connect_timeout_s
             if backend is None:
+                if timed_out and first:
+                    again = ep
                 continue
             if conn.transport is None or conn.transport.is_closing() or conn not in self._conns:
                 if backend.transport is not None:
@@ -491,13 +640,19 @@ class ServiceProxy:
             self._by_key.setdefault(ep.key, set()).add(conn)
             conn.attach(backend, ep.key)
             return
-        # Every endpoint refused (or none is left): `_connect` closes the client.
 
-    async def _connect_one(self, conn: _ClientSide, ep: Endpoint) -> _BackendSide | None:
+    async def _connect_one(
+        self, conn: _ClientSide, ep: Endpoint, attempt_s: float
+    ) -> tuple[_BackendSide | None, bool]:
+        """Returns (the connected backend or None, whether the attempt timed out)."""
         loop = self._loop
         assert loop is not None
         backend = _BackendSide(conn)
-        conn.idle_since = loop.time()  # the sweeper times the attempt from here
+        conn.idle_since = loop.time()  # the connect sweeper times the attempt from here
+        conn.attempt_timeout = attempt_s
+        self._connecting.add(conn)
+        if self._connect_sweeper is None:
+            self._schedule_connect_sweep()
         try:
             await loop.create_connection(lambda: backend, ep.host, ep.port)
         except asyncio.CancelledError:
@@ -509,24 +664,35 @@ class ServiceProxy:
             if task is not None:
                 task.uncancel()
             self._c.backend_errors += 1
-            log.debug("%s: connect to %s (%s:%d) timed out", self.name, ep.key, ep.host, ep.port)
-            return None
+            log.debug(
+                "%s: connect to %s (%s:%d) timed out after %.2fs",
+                self.name,
+                ep.key,
+                ep.host,
+                ep.port,
+                attempt_s,
+            )
+            return None, True
         except OSError as e:
             self._c.backend_errors += 1
             log.debug(
                 "%s: connect to %s (%s:%d) failed: %s", self.name, ep.key, ep.host, ep.port, e
             )
-            return None
+            return None, False
         except Exception:  # never let a connect bug kill the task silently
             self._c.backend_errors += 1
             log.exception("%s: connect to %s (%s:%d) failed", self.name, ep.key, ep.host, ep.port)
-            return None
-        return backend
+            return None, False
+        finally:
+            self._connecting.discard(conn)
+        return backend, False
 
     def _closed(self, conn: _ClientSide) -> None:
         if conn not in self._conns:
             return
         self._conns.discard(conn)
+        self._connecting.discard(conn)
+        self._budget.used -= 1
         self._c.closed_bytes_in += conn.nbytes
         if conn.backend is not None:
             self._c.closed_bytes_out += conn.backend.nbytes
@@ -544,15 +710,13 @@ class ServiceProxy:
             waiters, self._all_closed = self._all_closed, []
             _wake(waiters)
 
-    # -- idle timeout --------------------------------------------------------------
-
-    # -- timeouts: one sweeper per listener instead of a timer per connection -------------
+    # -- timeouts: sweepers instead of a timer per connection -------------------------
 
     def _schedule_sweep(self) -> None:
         if self._loop is None:
             return
-        # Timeouts fire up to a quarter late (at most 1 s): a timer per connection
-        # (or per connect attempt) would cost more than the rest of a short connection.
+        # Idle connections are closed up to a quarter late (at most 1 s late): a timer
+        # per connection would cost more than the rest of a short connection.
         interval = max(0.01, min(self.idle_timeout_s / 4, self.connect_timeout_s / 4, 1.0))
         self._sweeper = self._loop.call_later(interval, self._sweep)
 
@@ -562,16 +726,7 @@ class ServiceProxy:
         limit = self.idle_timeout_s
         for conn in list(self._conns):
             if conn.backend is None:
-                task = conn.connect_task
-                if (
-                    task is not None
-                    and not task.done()
-                    and not conn.connect_timed_out
-                    and now - conn.idle_since >= self.connect_timeout_s
-                ):
-                    conn.connect_timed_out = True
-                    task.cancel()
-                continue
+                continue  # connecting: the connect sweeper's
             moved = conn.nbytes + conn.backend.nbytes
             if moved != conn.last_total:
                 conn.last_total = moved
@@ -579,7 +734,36 @@ class ServiceProxy:
             elif limit > 0 and now - conn.idle_since >= limit:
                 log.debug("%s: closing a connection idle for %.1fs", self.name, limit)
                 conn.abort()
+        if (
+            self._accepting
+            and not self.serving()
+            and (self._reopen_task is None or self._reopen_task.done())
+        ):
+            self._reopen_task = self._loop.create_task(self._reopen())
         self._schedule_sweep()
+
+    def _schedule_connect_sweep(self) -> None:
+        assert self._loop is not None
+        # Attempts time out up to a quarter late: ~60 ms for the short first attempt.
+        shortest = min(self.first_connect_timeout_s, self.connect_timeout_s)
+        self._connect_sweeper = self._loop.call_later(max(0.01, shortest / 4), self._sweep_connects)
+
+    def _sweep_connects(self) -> None:
+        assert self._loop is not None
+        self._connect_sweeper = None
+        now = self._loop.time()
+        for conn in list(self._connecting):
+            task = conn.connect_task
+            if (
+                task is not None
+                and not task.done()
+                and not conn.connect_timed_out
+                and now - conn.idle_since >= conn.attempt_timeout
+            ):
+                conn.connect_timed_out = True
+                task.cancel()
+        if self._connecting and self._accepting:
+            self._schedule_connect_sweep()
 
 
 def _wake(waiters: list[asyncio.Future[None]]) -> None:

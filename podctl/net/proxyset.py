@@ -14,18 +14,33 @@ addresses a listener holds are also programmed as nftables DNAT rules
 open: they keep the port, and they serve whatever the kernel does not (no nft,
 nft refused the rules, no ready endpoint). The kernel's table follows the
 same `set_endpoints` calls; `run()` applies the changes in the background.
+
+One listener's trouble never ends podctl: whatever opening or closing one
+raises becomes a `ListenError` (or a log line), and all listeners share one
+descriptor budget (`podctl.net.limits`) so that idle clients cannot take the
+descriptors probes and the control socket need.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import anyio
 import anyio.abc
 
 from podctl import defaults
+from podctl.net.limits import ConnectionBudget
 from podctl.net.nft import KernelFastPath
-from podctl.net.proxy import Endpoint, ProxyBindError, ProxyStats, ServiceProxy
+from podctl.net.proxy import (
+    FIRST_CONNECT_TIMEOUT_S,
+    Endpoint,
+    ProxyBindError,
+    ProxyStats,
+    ServiceProxy,
+)
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,7 +51,10 @@ class ListenAddress:
     # network's gateway stays in userspace: DNAT back into the same bridge would
     # need hairpin NAT for the replies.
     kernel: bool = True
-    # Only peers in this network (CIDR) are served; others are closed at once.
+    # Serve only clients from this network (a CIDR, e.g. the stack network's subnet
+    # "172.20.0.0/16"); others are closed at once and counted (`peer_rejected`).
+    # The in-stack listener on a bridge gateway is otherwise reachable from every
+    # container on the host.
     peers: str | None = None
 
     def __str__(self) -> str:
@@ -51,7 +69,8 @@ class ServiceBinding:
     listen: tuple[ListenAddress, ...]
     connect_timeout_s: float = defaults.PROXY_CONNECT_TIMEOUT_S
     idle_timeout_s: float = defaults.PROXY_IDLE_TIMEOUT_S
-    max_connections: int = defaults.PROXY_MAX_CONNECTIONS
+    max_connections: int = defaults.PROXY_MAX_CONNECTIONS  # a ceiling; see `budget`
+    first_connect_timeout_s: float = FIRST_CONNECT_TIMEOUT_S
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +98,9 @@ class ProxySet:
         self._listeners: dict[tuple[str, ListenAddress], ServiceProxy] = {}
         self._endpoints: dict[str, tuple[Endpoint, ...]] = {}
         self._errors: dict[tuple[str, ListenAddress], ListenError] = {}
+        # Proxied connections across all listeners, capped by RLIMIT_NOFILE (re-read
+        # by every `apply`, which is when listeners are created).
+        self.budget = ConnectionBudget()
         if kernel is None and kernel_fast_path:
             kernel = KernelFastPath()
         self.kernel = kernel
@@ -100,28 +122,43 @@ class ProxySet:
             await self.kernel.sync()
         await _close_all(gone, self._drain_s)
         self._errors = {}
+        cap = self.budget.refresh()
         for key, svc in wanted.items():
             proxy = self._listeners.get(key)
             if proxy is not None:
                 # Limits can change in place; the listener stays.
                 proxy.connect_timeout_s = svc.connect_timeout_s
+                proxy.first_connect_timeout_s = svc.first_connect_timeout_s
                 proxy.idle_timeout_s = svc.idle_timeout_s
-                proxy.max_connections = svc.max_connections
+                proxy.max_connections = min(svc.max_connections, cap)
                 continue
             addr = key[1]
-            proxy = ServiceProxy(
-                svc.name,
-                addr.host,
-                addr.port,
-                connect_timeout_s=svc.connect_timeout_s,
-                idle_timeout_s=svc.idle_timeout_s,
-                max_connections=svc.max_connections,
-            )
+            try:
+                proxy = ServiceProxy(
+                    svc.name,
+                    addr.host,
+                    addr.port,
+                    connect_timeout_s=svc.connect_timeout_s,
+                    first_connect_timeout_s=svc.first_connect_timeout_s,
+                    idle_timeout_s=svc.idle_timeout_s,
+                    max_connections=svc.max_connections,
+                    peers=addr.peers,
+                    budget=self.budget,
+                )
+            except ValueError as e:
+                self._errors[key] = ListenError(svc.name, addr, f"bad peers {addr.peers!r}: {e}")
+                continue
             proxy.set_endpoints(self._endpoints.get(svc.name, ()))
             try:
                 await proxy.start()
             except ProxyBindError as e:
                 self._errors[key] = ListenError(svc.name, addr, e.strerror or str(e))
+                continue
+            except Exception as e:  # contained: one listener never ends podctl
+                log.exception("%s: opening %s failed", svc.name, addr)
+                self._errors[key] = ListenError(svc.name, addr, f"cannot listen on {addr}: {e}")
+                with anyio.CancelScope(shield=True):
+                    await _close_all([proxy], 0.0)
                 continue
             self._listeners[key] = proxy
         if self.kernel is not None:
@@ -231,4 +268,11 @@ async def _close_all(proxies: list[ServiceProxy], drain_s: float) -> None:
     # Concurrently: each may wait up to drain_s for its connections.
     async with anyio.create_task_group() as tg:
         for proxy in proxies:
-            tg.start_soon(proxy.close, drain_s)
+            tg.start_soon(_close_one, proxy, drain_s)
+
+
+async def _close_one(proxy: ServiceProxy, drain_s: float) -> None:
+    try:
+        await proxy.close(drain_s)
+    except Exception:  # contained: closing one listener must not stop the others
+        log.exception("%s: closing %s:%d failed", proxy.name, proxy.bind, proxy.port)

@@ -23,11 +23,11 @@ from typing import TYPE_CHECKING
 import anyio
 import anyio.abc
 
-from podctl.net.endpoints import Backend, routing_tables, service_key
+from podctl.net.endpoints import Backend, ObservedReplica, backends, routing_tables, service_key
 from podctl.net.proxyset import ListenAddress, ProxySet, ServiceBinding
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Iterable, Mapping, Sequence
 
     from podctl.health.model import HealthView
     from podctl.net.proxy import Endpoint, ProxyStats
@@ -77,16 +77,16 @@ class ServiceRouter:
     def observe(
         self,
         stacks: Sequence[DesiredStack],
-        backends: Sequence[Backend],
-        networks: Mapping[str, NetworkInfo],
+        replicas: Iterable[ObservedReplica],
+        networks: Iterable[NetworkInfo],
     ) -> None:
         """A new snapshot: replicas that run, the stacks' networks. Reroutes at once."""
         self._stacks = tuple(stacks)
-        self._backends = tuple(backends)
-        runs = {b.container_id: b.started_at for b in backends}
+        self._backends = tuple(backends(replicas))
+        runs = {b.container_id: b.started_at for b in self._backends}
         # A died container stays out until a snapshot shows it gone or restarted.
         self._gone = {cid: at for cid, at in self._gone.items() if cid in runs and runs[cid] == at}
-        self._set_bindings(self._bindings_for(networks))
+        self._set_bindings(self._bindings_for({n.name: n for n in networks}))
         self.refresh()
 
     def health_changed(self, _stack: str | None = None) -> None:
@@ -161,7 +161,16 @@ class ServiceRouter:
             while True:
                 await self._bindings_changed.wait()
                 self._bindings_changed = anyio.Event()
-                errors = await self.proxies.apply(list(self._bindings))
+                try:
+                    errors = await self.proxies.apply(list(self._bindings))
+                except Exception as exc:  # e.g. nft refused the fast path's rules
+                    # A failure here must never end podctl: report it and try again.
+                    log.exception("updating the service listeners failed")
+                    self._on_event("", "services", "Failed", f"updating listeners: {exc}")
+                    errors = []
+                    self._bindings_changed.set()
+                    await anyio.sleep(LISTEN_RETRY_S)
+                    continue
                 now: dict[str, str] = {}
                 for e in errors:
                     msg = f"cannot listen on {e.address}: {e.message}"

@@ -8,8 +8,10 @@ The engine's JSON stops here: every method returns the typed Structs of
 - Errors say what podctl was doing ("creating container shop-web-0-ab12cd").
 - Mutating calls share a semaphore (`ENGINE_CONCURRENCY`): the Debian 20.10
   engine has deadlocked under large bursts of concurrent create/remove.
-- Long-lived streams (events, followed logs) use their own connection pool, so
-  however many are open, ordinary calls always find a free connection.
+- Long-lived requests (event streams, followed logs, stops waiting out a
+  grace period) use their own unbounded connection pool and are not counted
+  against the semaphore: however many are open, ordinary calls always find a
+  free connection and a free slot, and 50 stops wait out one grace together.
 
 We talk to the engine through aiodocker's request layer (`_query_json`,
 `_do_query`) rather than its object wrappers: one place for the deadline and
@@ -76,10 +78,13 @@ DEFAULT_SOCKET: Final = "/var/run/docker.sock"
 # Connections for ordinary calls: the mutating semaphore plus reads (list,
 # inspect, exec probes) running beside it, with room to spare.
 DEFAULT_POOL_SIZE: Final = 64
-# Removing a network right after its containers can race the engine releasing
-# their endpoints: retry for a few seconds before reporting.
-NETWORK_REMOVE_ATTEMPTS: Final = 6
-NETWORK_REMOVE_RETRY_S: Final = 1.0
+# Removing a network right after its containers races the engine releasing their
+# endpoints. Docker 20.10 releases them one at a time (0.1-0.35 s each here), so
+# after 50 replicas stop at once that takes several seconds: retry, 0.1 s first and
+# then doubling up to 1 s, for about 25 s in all before reporting.
+NETWORK_REMOVE_ATTEMPTS: Final = 30
+NETWORK_REMOVE_FIRST_RETRY_S: Final = 0.1
+NETWORK_REMOVE_MAX_RETRY_S: Final = 1.0
 
 _UNAVAILABLE_HINT: Final = "is dockerd running? check `docker info`"
 _PULL_HINT: Final = "no registry reachable? build it locally or `docker load` it"
@@ -130,9 +135,11 @@ class DockerRuntime:
         self._api_connector = aiohttp.UnixConnector(
             path=self.socket_path, limit=max(pool_size, concurrency * 2)
         )
-        # Streams (events, followed logs) each hold a connection for as long as they
-        # are read: give them a pool of their own, unbounded, so they can never
-        # starve the calls the controller needs to converge.
+        # Streams (events, followed logs) and stops (the engine answers once the grace
+        # is over) each hold a connection for as long as they last: give them a pool
+        # of their own, unbounded (`limit=0`: aiohttp's default of 100 would queue
+        # the 101st stop behind a whole grace), so they can never starve the calls
+        # the controller needs to converge.
         self._stream_connector = aiohttp.UnixConnector(path=self.socket_path, limit=0)
         # The URL only names the API's host part: the connector decides where bytes go.
         self._api = aiodocker.Docker(url=_URL_BASE, connector=self._api_connector)
@@ -198,19 +205,22 @@ class DockerRuntime:
         params: dict[str, Any] | None = None,
         body: Any = None,
         timeout_s: float | None = None,
+        creates: bool = False,
     ) -> Any:
         timeout = self.call_timeout_s if timeout_s is None else timeout_s
-        async with (
-            self._engine(doing, timeout, mutating=True),
-            self._api._query(
-                path,
-                method,
-                params=params,
-                data=None if body is None else json.dumps(body),
-                timeout=_NO_TIMEOUT,
-            ) as response,
-        ):
-            raw = await response.read()
+        async with self._engine(doing, timeout, mutating=True):
+            # A create the engine has received completes there even when podctl stops
+            # waiting (Ctrl-C): the object would appear after the teardown looked.
+            # Once sent, a create is seen through, under the same deadline.
+            with anyio.fail_after(timeout, shield=creates):
+                async with self._api._query(
+                    path,
+                    method,
+                    params=params,
+                    data=None if body is None else json.dumps(body),
+                    timeout=_NO_TIMEOUT,
+                ) as response:
+                    raw = await response.read()
         if not raw:
             return None
         try:
@@ -293,6 +303,7 @@ class DockerRuntime:
             "containers/create",
             params={"name": spec.name},
             body=container_config(spec),
+            creates=True,
         )
         return str(data["Id"])
 
@@ -312,15 +323,32 @@ class DockerRuntime:
             self._inspect_cache.pop(container_id, None)
 
     async def stop_container(self, container_id: str, grace_s: float) -> None:
+        """The engine's stop: the container's stop signal (SIGTERM unless its image
+        says otherwise), up to `grace_s` (whole seconds, rounded up) for it to exit,
+        then SIGKILL; returns once it has exited.
+
+        The engine waits out the grace itself, so the call is a wait rather than
+        work: it runs on the long-request pool, outside the mutation semaphore, and
+        any number of stops wait out their graces side by side (50 replicas that
+        ignore SIGTERM take one grace, not one per batch of 8). Its deadline is the
+        grace plus an ordinary call's. A container already stopped (the engine's
+        304) or gone (404) is not an error.
+        """
         grace = max(0, math.ceil(grace_s))
-        await self._mutate(
-            f"stopping container {short_id(container_id)}",
-            "POST",
-            f"{container_path(container_id)}/stop",
-            params={"t": str(grace)},
-            # The engine answers only once the container is gone: grace plus a call.
-            timeout_s=grace + self.call_timeout_s,
-        )
+        doing = f"stopping container {short_id(container_id)}"
+        try:
+            async with (
+                self._engine(doing, grace + self.call_timeout_s),
+                self._streams._query(
+                    f"{container_path(container_id)}/stop",
+                    "POST",
+                    params={"t": str(grace)},
+                    timeout=_NO_TIMEOUT,
+                ) as response,
+            ):
+                await response.read()
+        except NotFound:
+            pass
 
     async def kill_container(self, container_id: str, signal: str = "SIGKILL") -> None:
         await self._mutate(
@@ -361,6 +389,7 @@ class DockerRuntime:
             "POST",
             "networks/create",
             body={"Name": name, "Driver": "bridge", "Labels": labels, "CheckDuplicate": True},
+            creates=True,
         )
         # The create answer has only the id: the address range comes from an inspect.
         inspected = await self._get(doing, f"networks/{data['Id']}")
@@ -387,7 +416,9 @@ class DockerRuntime:
                         "its containers are gone but the engine still counts an endpoint; "
                         "the network is harmless but only a dockerd restart frees it",
                     ) from exc
-                await anyio.sleep(NETWORK_REMOVE_RETRY_S)
+                await anyio.sleep(
+                    min(NETWORK_REMOVE_FIRST_RETRY_S * 2**attempt, NETWORK_REMOVE_MAX_RETRY_S)
+                )
 
     async def list_volumes(self, stack: str | None = None) -> list[VolumeInfo]:
         doing = f"listing volumes of stack {stack}" if stack else "listing podctl volumes"
@@ -400,7 +431,9 @@ class DockerRuntime:
         body: dict[str, Any] = {"Name": name, "Labels": labels, "DriverOpts": options}
         if driver:
             body["Driver"] = driver
-        data = await self._mutate(f"creating volume {name}", "POST", "volumes/create", body=body)
+        data = await self._mutate(
+            f"creating volume {name}", "POST", "volumes/create", body=body, creates=True
+        )
         return volume_info(data)
 
     async def remove_volume(self, name: str) -> None:

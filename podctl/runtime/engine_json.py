@@ -207,7 +207,12 @@ def container_info(data: Mapping[str, Any]) -> ContainerInfo:
         oom_killed=bool(state.get("OOMKilled")),
         error=str(state.get("Error") or ""),
         ip=container_ip(networks, preferred) if status == "running" else None,
+        stop_grace_s=_stop_timeout(config.get("StopTimeout")),
     )
+
+
+def _stop_timeout(value: Any) -> float | None:
+    return float(value) if isinstance(value, int) and value >= 0 else None
 
 
 def network_info(data: Mapping[str, Any]) -> NetworkInfo:

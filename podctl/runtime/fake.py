@@ -10,6 +10,7 @@ Tests drive it with:
 - fault hooks: `fail(method, exc, times=1)`, `hang(method)` / `release()`,
   `slow(method, seconds)`, `engine_down()` / `engine_up()`;
 - simulations: `crash(id, exit_code)`, `kill(id)`, `write_log(id, data)`,
+  `containers[id].ignores_sigterm = True` (a stop waits out its grace),
   `add_image` / `remove_image`, `fail_pull(ref)`, `on_exec(handler)`,
   `add_foreign_container(...)`, `drop_event_streams()`;
 - observations: the call log (`calls`, `calls_to(method)`), `peak_in_flight`,
@@ -59,12 +60,12 @@ if TYPE_CHECKING:
 ExecHandler = Callable[[ContainerInfo, list[str]], ExecResult | Awaitable[ExecResult]]
 CallMatcher = Callable[[tuple[Any, ...]], bool]
 
-# Calls that change engine state: the ones apply() must bound (peak_in_flight).
+# Calls that change engine state: the quick ones a runtime bounds (peak_in_flight).
+# A stop is a wait (its grace), bounded by no one, so it is not counted.
 MUTATING = frozenset(
     {
         "create_container",
         "start_container",
-        "stop_container",
         "kill_container",
         "remove_container",
         "create_network",
@@ -118,6 +119,7 @@ class FakeContainer:
     oom_killed: bool = False
     error: str = ""
     ip: str | None = None
+    ignores_sigterm: bool = False  # a stop then waits out its grace (real time), then kills
     log: list[bytes] = field(default_factory=list)
     log_written: anyio.Event = field(default_factory=anyio.Event)
 
@@ -543,13 +545,22 @@ class FakeRuntime:
         self._emit_container(c, "start")
 
     async def stop_container(self, container_id: str, grace_s: float) -> None:
-        await self._mutating("stop_container", container_id, grace_s)
-        c = self._container(container_id, f"stopping container {container_id}")
+        # Like DockerRuntime: a wait, not counted in `in_flight`; gone or stopped is fine.
+        await self._enter("stop_container", container_id, grace_s)
+        c = self.containers.get(container_id)
+        if c is None:
+            return  # 404: already gone
         self._touch(c, "stop_container")
         if c.state != "running":
             return  # 304: already stopped
         self._emit_container(c, "kill")
-        self._exit(c, self.stop_exit_code)
+        exit_code = self.stop_exit_code
+        if c.ignores_sigterm:
+            await anyio.sleep(max(grace_s, 0.0))
+            if c.exit_code is not None:
+                return  # it died, or was removed, during the grace
+            exit_code = 137
+        self._exit(c, exit_code)
         self._emit_container(c, "stop")
 
     async def kill_container(self, container_id: str, signal: str = "SIGKILL") -> None:

@@ -66,6 +66,8 @@ class ContainerInfo(msgspec.Struct, frozen=True, kw_only=True):
     oom_killed: bool = False
     error: str = ""
     ip: str | None = None  # address on its stack network
+    # The grace `docker stop` gives it (podctl sets its pod's stop_grace); None: unknown.
+    stop_grace_s: float | None = None
 
 
 class NetworkInfo(msgspec.Struct, frozen=True, kw_only=True):
@@ -121,10 +123,19 @@ class Runtime(Protocol):
     async def start_container(self, container_id: str) -> None: ...
 
     async def stop_container(self, container_id: str, grace_s: float) -> None:
-        """SIGTERM, wait `grace_s`, then SIGKILL."""
+        """SIGTERM (the container's stop signal), up to `grace_s` for it to exit, then
+        SIGKILL; returns once it has exited. One already stopped, or gone, is not an
+        error. Lasts at most the grace plus an ordinary call's deadline.
+
+        Waiting out a grace is not engine work: stops of many containers run side
+        by side and do not hold up (or count against) the bound on other calls, so
+        callers may stop a whole stack at once.
+        """
         ...
 
-    async def kill_container(self, container_id: str, signal: str = "SIGKILL") -> None: ...
+    async def kill_container(self, container_id: str, signal: str = "SIGKILL") -> None:
+        """Send `signal` now (a quick call); Conflict when the container is not running."""
+        ...
 
     async def remove_container(self, container_id: str) -> None:
         """Force-remove; a container that is already gone is not an error."""

@@ -16,6 +16,7 @@ import os
 from typing import TYPE_CHECKING
 
 from podctl.spec.errors import FieldError, SpecError, SpecIssue
+from podctl.spec.limits import DEFAULT_MAX_REPLICAS
 from podctl.spec.loader import LoadedFile, load_file, redact
 from podctl.spec.normalise import normalise
 
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
     from podctl.spec.model import DesiredStack
 
 __all__ = [
+    "DEFAULT_MAX_REPLICAS",
     "FieldError",
     "SpecError",
     "SpecIssue",
@@ -39,13 +41,18 @@ def _load(
     overrides: Mapping[str, str] | None,
     environ: Mapping[str, str],
     port_start: int | None,
+    max_replicas: int,
 ) -> tuple[LoadedFile, DesiredStack | None, list[SpecIssue]]:
     loaded = load_file(path, overrides, environ)
     issues = list(loaded.issues)
     desired: DesiredStack | None = None
     if loaded.stack is not None:
         desired, errors = normalise(
-            loaded.stack, source=loaded.source, environ=environ, port_start=port_start
+            loaded.stack,
+            source=loaded.source,
+            environ=environ,
+            port_start=port_start,
+            max_replicas=max_replicas,
         )
         found = [loaded.issue(e.path, e.message) for e in errors]
         issues.extend(redact(found, loaded.secret_sources, os.path.dirname(loaded.source), environ))
@@ -59,15 +66,20 @@ def load_stack(
     environ: Mapping[str, str] | None = None,
     *,
     port_start: int | None = None,
+    max_replicas: int = DEFAULT_MAX_REPLICAS,
 ) -> DesiredStack:
     """Load, check and normalise one stack file (or a directory holding one).
 
     `overrides` are `--set k=v` values; `environ` defaults to `os.environ` and
     feeds both `${VAR}` and `secrets.<x>.env`; `port_start` is the lowest host
-    port this process may bind (default: worked out from the euid and kernel).
-    Raises SpecError with every problem found.
+    port this process may bind (default: worked out from the euid and kernel);
+    `max_replicas` is the most replicas one pod may ask for (`replicas: 1e9` is
+    refused here, before anything is planned). Raises SpecError with every
+    problem found.
     """
-    return load_stacks([path], overrides, environ, port_start=port_start)[0]
+    return load_stacks(
+        [path], overrides, environ, port_start=port_start, max_replicas=max_replicas
+    )[0]
 
 
 def load_stacks(
@@ -76,12 +88,15 @@ def load_stacks(
     environ: Mapping[str, str] | None = None,
     *,
     port_start: int | None = None,
+    max_replicas: int = DEFAULT_MAX_REPLICAS,
 ) -> list[DesiredStack]:
     """Load several stack files; they must not clash with each other.
 
     Besides each file's own problems: two files may not define the same stack
     name, and no two services (in any of the stacks) may take the same host
-    port. Raises SpecError collecting the problems of all files.
+    port. Every pod's `replicas` is at most `max_replicas` (default
+    DEFAULT_MAX_REPLICAS, 1,000). Raises SpecError collecting the problems of
+    all files.
     """
     env = os.environ if environ is None else environ
     issues: list[SpecIssue] = []
@@ -89,7 +104,7 @@ def load_stacks(
     names: dict[str, str] = {}  # stack name -> file that defines it
     ports: dict[int, str] = {}  # host port -> "service `x` of stack `y` (file)"
     for path in paths:
-        loaded, desired, file_issues = _load(path, overrides, env, port_start)
+        loaded, desired, file_issues = _load(path, overrides, env, port_start, max_replicas)
         issues.extend(file_issues)
         if desired is None:
             continue
@@ -132,10 +147,11 @@ def validate(
     environ: Mapping[str, str] | None = None,
     *,
     port_start: int | None = None,
+    max_replicas: int = DEFAULT_MAX_REPLICAS,
 ) -> list[SpecIssue]:
     """Every problem in `paths` (empty when all are valid); for `podctl validate`."""
     try:
-        load_stacks(paths, overrides, environ, port_start=port_start)
+        load_stacks(paths, overrides, environ, port_start=port_start, max_replicas=max_replicas)
     except SpecError as exc:
         return exc.issues
     return []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING
 
 import msgspec
@@ -10,6 +11,31 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
 
 FieldPath = tuple[str | int, ...]
+
+# C0 and C1 control characters and DEL, plus the bidi overrides and isolates
+# that reorder what a terminal shows ("Trojan Source"). Text from a stack file
+# (keys, values, names) ends up in messages; written raw, an ESC in it would
+# drive the user's terminal (`\x1b]52;...` even writes their clipboard).
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _escape_one(match: re.Match[str]) -> str:
+    ch = match.group()
+    named = _NAMED.get(ch)
+    if named is not None:
+        return named
+    code = ord(ch)
+    return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
+
+
+def escape_control(text: str) -> str:
+    r"""`text` with control characters written as escapes (`\x1b`, `\n`), safe for a terminal.
+
+    Everything else, including non-ASCII letters, is kept as is. A backslash is
+    not doubled: the result is for reading, not for parsing back.
+    """
+    return _CONTROL.sub(_escape_one, text)
 
 
 def render_path(path: FieldPath) -> str:
@@ -33,8 +59,9 @@ class SpecIssue(msgspec.Struct, frozen=True):
     message: str
 
     def __str__(self) -> str:
+        """`FILE:LINE:COL: field: message` on one line, control characters escaped."""
         where = f" {self.field}:" if self.field and self.field != "(top level)" else ""
-        return f"{self.file}:{self.line}:{self.column}:{where} {self.message}"
+        return escape_control(f"{self.file}:{self.line}:{self.column}:{where} {self.message}")
 
 
 class SpecError(Exception):

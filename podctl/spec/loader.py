@@ -18,9 +18,10 @@ from typing import TYPE_CHECKING, Any, Union, get_args, get_origin
 
 import msgspec
 
+from podctl.spec import limits
 from podctl.spec.errors import FieldPath, SpecIssue, render_path
 from podctl.spec.interpolate import Variables, interpolate
-from podctl.spec.locator import Locator, ParseError, parse_toml, parse_yaml
+from podctl.spec.locator import LIMIT_NOTE, Locator, ParseError, parse_toml, parse_yaml
 from podctl.spec.paths import PathEscape, resolve_in_stack
 from podctl.spec.schema import StackFile
 
@@ -72,12 +73,45 @@ def resolve_stack_path(path: str | os.PathLike[str]) -> Path:
     return p
 
 
+def _too_big(display: str, size: int) -> str:
+    mib = limits.MAX_FILE_BYTES / (1024 * 1024)
+    told = f"{size} bytes" if size > limits.MAX_FILE_BYTES else "it grew while read"
+    return f"stack file {display} is too large ({told}); the limit is {mib:g} MiB"
+
+
 def load_file(
     path: str | os.PathLike[str],
     overrides: Mapping[str, str] | None = None,
     environ: Mapping[str, str] | None = None,
 ) -> LoadedFile:
-    """Parse, interpolate and check one stack file. Never raises for bad content."""
+    """Parse, interpolate and check one stack file. Never raises for bad content.
+
+    Hostile content is bounded (`podctl.spec.limits`): files over 10 MiB, alias
+    bombs and deep nesting are refused with a located issue before they cost
+    more than about a second.
+    """
+    try:
+        return _load_file(path, overrides, environ)
+    except RecursionError:
+        # The limits keep every walk shallow; this is only the last line of defence.
+        display = os.fspath(path)
+        issue = SpecIssue(
+            file=display,
+            line=1,
+            column=1,
+            field="",
+            message=f"nesting too deep to read {LIMIT_NOTE}",
+        )
+        return LoadedFile(
+            display=display, source=display, stack=None, issues=[issue], locator=Locator()
+        )
+
+
+def _load_file(
+    path: str | os.PathLike[str],
+    overrides: Mapping[str, str] | None,
+    environ: Mapping[str, str] | None,
+) -> LoadedFile:
     display = os.fspath(path)
     env = os.environ if environ is None else environ
     locator = Locator()
@@ -90,14 +124,20 @@ def load_file(
 
     try:
         file = resolve_stack_path(path)
-        text = file.read_text(encoding="utf-8")
+        if file != Path(path):
+            display = os.fspath(file)
+        # Read one byte past the limit: the size from stat may be stale (or a FIFO's 0).
+        with open(file, "rb") as f:
+            raw = f.read(limits.MAX_FILE_BYTES + 1)
+            size = os.fstat(f.fileno()).st_size
+        if len(raw) > limits.MAX_FILE_BYTES:
+            return fail(1, 1, _too_big(display, size))
+        text = raw.decode("utf-8")
     except FileNotFoundError as exc:
         return fail(1, 1, f"cannot read stack file: {exc.strerror or exc}")
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
         return fail(1, 1, f"cannot read stack file: {reason}")
-    if file != Path(path):
-        display = os.fspath(file)
     source = os.path.abspath(file)
 
     issues: list[SpecIssue] = []

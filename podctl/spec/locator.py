@@ -18,6 +18,9 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from podctl.spec import limits
+from podctl.spec.errors import render_path
+
 if TYPE_CHECKING:
     from podctl.spec.errors import FieldPath
 
@@ -81,9 +84,108 @@ def _mark(mark: yaml.Mark) -> Position:
     return (mark.line + 1, mark.column + 1)
 
 
+LIMIT_NOTE = "(the limit for a stack file)"
+_TOO_DEEP = f"nesting deeper than {limits.MAX_DEPTH} levels {LIMIT_NOTE}"
+
+
+class LimitExceeded(Exception):
+    """A limit of `podctl.spec.limits` was crossed at `mark`."""
+
+    def __init__(self, mark: yaml.Mark, message: str) -> None:
+        self.mark = mark
+        self.message = message
+        super().__init__(message)
+
+
+class BoundedLoader(yaml.SafeLoader):
+    """pyyaml's safe loader, composing under the limits of `podctl.spec.limits`.
+
+    Counting happens in `compose_node`, before anything is constructed: a node
+    counts once, an alias counts as the whole (expanded) subtree of its anchor,
+    whose size was memoised when the anchored node was composed. So an alias
+    bomb is refused at the first alias that crosses the limit, having composed
+    only its few hundred bytes of text; the node graph it would expand to is
+    never built. Depth is checked before descending, so pyyaml's recursive
+    composer never goes deeper than MAX_DEPTH levels either.
+    """
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self.depth = 0  # of the node being composed; the root is 0
+        self.nodes = 0  # expanded nodes composed so far
+        self.chars = 0  # expanded scalar characters so far
+        # Anchor -> (nodes, chars, height) of its node once fully composed. An
+        # anchor that is composing has no entry yet: an alias to it is a cycle.
+        self.expanded: dict[str, tuple[int, int, int]] = {}
+        # Per level being composed: the height of its tallest child so far.
+        self.heights: list[int] = [0]
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()  # type: ignore[no-untyped-call]
+            anchor = event.anchor
+            if anchor in self.anchors:  # else pyyaml reports the undefined alias
+                size = self.expanded.get(anchor)
+                if size is None:
+                    raise LimitExceeded(
+                        event.start_mark, f"alias `*{anchor}` refers to its own anchor"
+                    )
+                self.nodes += size[0]
+                self.chars += size[1]
+                self._check(event.start_mark, f"alias `*{anchor}` expands the document to", size[2])
+                self.heights[-1] = max(self.heights[-1], size[2] + 1)
+            return super().compose_node(parent, index)
+        event = self.peek_event()  # type: ignore[no-untyped-call]
+        if self.depth > limits.MAX_DEPTH:
+            raise LimitExceeded(event.start_mark, _TOO_DEEP)
+        nodes, chars = self.nodes, self.chars
+        self.nodes += 1
+        if isinstance(event, yaml.ScalarEvent):
+            self.chars += len(event.value)
+        self._check(event.start_mark, "the document has", 0)
+        self.depth += 1
+        self.heights.append(0)
+        try:
+            node = super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
+            height = self.heights.pop()
+        self.heights[-1] = max(self.heights[-1], height + 1)
+        if event.anchor is not None:
+            self.expanded[event.anchor] = (self.nodes - nodes, self.chars - chars, height)
+        return node
+
+    def fetch_flow_collection_start(self, TokenClass: Any) -> None:
+        # The scanner runs ahead of the composer, and keeps one possible simple
+        # key per open `[`/`{` that it re-checks on every token: 10,000 `[` cost
+        # it seconds before the composer sees the first one. A flow collection
+        # nested in MAX_DEPTH + 1 others is too deep for the composer anyway.
+        if self.flow_level > limits.MAX_DEPTH:
+            raise LimitExceeded(
+                self.get_mark(), f"nesting deeper than {limits.MAX_DEPTH} levels {LIMIT_NOTE}"
+            )
+        super().fetch_flow_collection_start(TokenClass)
+
+    def _check(self, mark: yaml.Mark, what: str, height: int) -> None:
+        if self.nodes > limits.MAX_NODES:
+            raise LimitExceeded(mark, f"{what} more than {limits.MAX_NODES} nodes {LIMIT_NOTE}")
+        if self.chars > limits.MAX_TEXT_CHARS:
+            raise LimitExceeded(
+                mark, f"{what} more than {limits.MAX_TEXT_CHARS} characters of text {LIMIT_NOTE}"
+            )
+        if self.depth + height > limits.MAX_DEPTH:
+            raise LimitExceeded(
+                mark, f"{what} nesting deeper than {limits.MAX_DEPTH} levels {LIMIT_NOTE}"
+            )
+
+
 def parse_yaml(text: str) -> tuple[Any, Locator, list[DuplicateKey]]:
-    """YAML text -> (plain data, locator, duplicate keys found). Raises ParseError."""
-    loader = yaml.SafeLoader(text)
+    """YAML text -> (plain data, locator, duplicate keys found). Raises ParseError.
+
+    The limits of `podctl.spec.limits` (expanded size, depth) are ParseErrors
+    too, located at the node or alias that crosses them.
+    """
+    loader = BoundedLoader(text)
     locator = Locator()
     duplicates: list[DuplicateKey] = []
     try:
@@ -91,6 +193,8 @@ def parse_yaml(text: str) -> tuple[Any, Locator, list[DuplicateKey]]:
         if node is None:
             return None, locator, duplicates
         data = _yaml_node(loader, node, (), locator, duplicates)
+    except LimitExceeded as exc:
+        raise ParseError(*_mark(exc.mark), exc.message) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, col = _mark(mark) if mark is not None else (1, 1)
@@ -99,6 +203,11 @@ def parse_yaml(text: str) -> tuple[Any, Locator, list[DuplicateKey]]:
         raise ParseError(line, col, f"invalid YAML: {message}") from None
     except yaml.YAMLError as exc:
         raise ParseError(1, 1, f"invalid YAML: {type(exc).__name__}") from None
+    except RecursionError:
+        # Not expected under MAX_DEPTH; never let it escape as a crash.
+        raise ParseError(
+            *_mark(loader.get_mark()), f"nesting too deep to read {LIMIT_NOTE}"
+        ) from None
     finally:
         loader.dispose()
     return data, locator, duplicates
@@ -153,9 +262,20 @@ _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
 
 
 def parse_toml(text: str) -> tuple[Any, Locator]:
-    """TOML text -> (plain data, locator). Raises ParseError."""
+    """TOML text -> (plain data, locator). Raises ParseError.
+
+    tomllib recurses once per nested array or inline table, so the depth limit
+    is checked on the text first (it also gives the position); a dotted key or
+    table header can nest without brackets, so the parsed data is measured
+    again, without recursion, before anything walks it.
+    """
+    where = _toml_too_deep(text, limits.MAX_DEPTH)
+    if where is not None:
+        raise ParseError(*where, _TOO_DEEP)
     try:
         data = tomllib.loads(text)
+    except RecursionError:
+        raise ParseError(1, 1, _TOO_DEEP) from None
     except tomllib.TOMLDecodeError as exc:
         message = str(exc)
         match = _TOML_ERROR_AT.search(message)
@@ -168,13 +288,146 @@ def parse_toml(text: str) -> tuple[Any, Locator]:
             line, col = 1, 1
         message = _TOML_ERROR_AT.sub("", message).strip()
         raise ParseError(line, col, f"invalid TOML: {message}") from None
+    problem = measure(data)
+    if problem is not None:
+        raise ParseError(1, 1, problem)
     locator = Locator()
     try:
         _TomlScanner(text, locator).scan()
-    except (IndexError, ValueError, tomllib.TOMLDecodeError):
+    except (IndexError, ValueError, RecursionError, tomllib.TOMLDecodeError):
         # Positions are best effort; the data itself came from tomllib.
         pass
     return _plain_toml(data), locator
+
+
+def measure(data: Any) -> str | None:
+    """Why plain `data` is over the limits (nodes, text, depth), or None. Iterative."""
+    nodes = chars = 0
+    stack: list[tuple[Any, FieldPath]] = [(data, ())]
+    while stack:
+        value, path = stack.pop()
+        nodes += 1
+        if isinstance(value, dict):
+            nodes += len(value)  # the keys
+            chars += sum(len(str(k)) for k in value)
+            stack.extend((v, (*path, k)) for k, v in reversed(value.items()))
+        elif isinstance(value, list):
+            stack.extend((v, (*path, i)) for i, v in reversed(list(enumerate(value))))
+        elif isinstance(value, str):
+            chars += len(value)
+        if len(path) > limits.MAX_DEPTH:
+            problem = f"nesting deeper than {limits.MAX_DEPTH} levels"
+        elif nodes > limits.MAX_NODES:
+            problem = f"the document has more than {limits.MAX_NODES} nodes"
+        elif chars > limits.MAX_TEXT_CHARS:
+            problem = f"the document has more than {limits.MAX_TEXT_CHARS} characters of text"
+        else:
+            continue
+        at = f" (at `{render_path(path[: limits.MAX_DEPTH + 1])}`)" if path else ""
+        return f"{problem}{at} {LIMIT_NOTE}"
+    return None
+
+
+def _toml_too_deep(text: str, limit: int) -> Position | None:
+    """Where TOML text first nests deeper than `limit`, or None. Iterative.
+
+    Counts what tomllib will nest: table headers (`[a.b]` is 2 levels, `[[a]]`
+    one more for the list index), dotted keys, arrays and inline tables. It
+    only has to be right for text tomllib accepts; on anything else it may
+    miss (tomllib then reports the syntax error) but it never recurses.
+    """
+    n = len(text)
+    pos = 0
+    table = 0  # levels of the current [table] header
+    # Open `[` / `{` of values: ("[", level of its items) or ("{", level of the table).
+    stack: list[tuple[str, int]] = []
+    key_mode = True  # reading a key (else a value)
+    key_start = -1  # where the key being read starts
+    parts = 1  # parts of the dotted key being read
+    level = 0  # level of the value being read
+
+    def position(offset: int) -> Position:
+        line_start = text.rfind("\n", 0, offset) + 1
+        return (text.count("\n", 0, offset) + 1, offset - line_start + 1)
+
+    def string_end(i: int) -> int:
+        quote = text[i]
+        if text.startswith(quote * 3, i):
+            end = text.find(quote * 3, i + 3)
+            if end < 0:
+                return n
+            end += 3
+            while end < n and text[end] == quote:
+                end += 1
+            return end
+        i += 1
+        while i < n and text[i] not in (quote, "\n"):
+            i += 2 if quote == '"' and text[i] == "\\" else 1
+        return i + 1
+
+    while pos < n:
+        ch = text[pos]
+        if ch == "\n" and not stack:
+            key_mode, key_start, parts = True, -1, 1
+            pos += 1
+        elif ch in " \t\r\n":
+            pos += 1
+        elif ch == "#":
+            end = text.find("\n", pos)
+            pos = n if end < 0 else end
+        elif ch in "\"'":
+            if key_mode and key_start < 0:
+                key_start = pos
+            pos = string_end(pos)
+        elif key_mode and not stack and ch == "[" and key_start < 0:
+            # A table header: count its dotted parts outside quotes.
+            double = text.startswith("[[", pos)
+            i = pos + (2 if double else 1)
+            table = 1 + int(double)
+            while i < n and text[i] not in "]\n":
+                if text[i] in "\"'":
+                    i = string_end(i)
+                    continue
+                table += text[i] == "."
+                i += 1
+            if table > limit:
+                return position(pos)
+            pos = i
+        elif key_mode:
+            if ch == "}" and stack:  # `{}`
+                stack.pop()
+                key_mode = False
+            elif ch == ".":
+                parts += 1
+            elif ch == "=":
+                level = (stack[-1][1] if stack else table) + parts
+                if level > limit:
+                    return position(key_start if key_start >= 0 else pos)
+                key_mode = False
+            elif key_start < 0:
+                key_start = pos
+            pos += 1
+        elif ch == "[":
+            level += 1
+            if level > limit:
+                return position(pos)
+            stack.append(("[", level))
+            pos += 1
+        elif ch == "{":
+            stack.append(("{", level))
+            key_mode, key_start, parts = True, -1, 1
+            pos += 1
+        elif ch in "]}" and stack:
+            stack.pop()
+            pos += 1
+        elif ch == "," and stack:
+            kind, level = stack[-1]
+            if kind == "{":
+                key_mode, key_start, parts = True, -1, 1
+            pos += 1
+        else:
+            pos += 1
+    return None
 
 
 def _plain_toml(value: Any) -> Any:

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Literal, TypeVar
 import msgspec
 
 from podctl import defaults, labels
-from podctl.spec import model, schema
+from podctl.spec import limits, model, schema
 from podctl.spec.errors import FieldError, FieldPath
 from podctl.spec.paths import PathEscape, resolve_in_stack
 from podctl.spec.units import parse_cpus, parse_duration, parse_mode, parse_size
@@ -114,8 +114,10 @@ class _Context:
         source: str,
         environ: Mapping[str, str],
         port_start: int,
+        max_replicas: int = limits.DEFAULT_MAX_REPLICAS,
     ) -> None:
         self.stack = stack
+        self.max_replicas = max_replicas
         self.source = source
         self.stack_dir = os.path.dirname(source)
         self.environ = environ
@@ -191,19 +193,22 @@ def normalise(
     source: str,
     environ: Mapping[str, str] | None = None,
     port_start: int | None = None,
+    max_replicas: int = limits.DEFAULT_MAX_REPLICAS,
 ) -> tuple[model.DesiredStack | None, list[FieldError]]:
     """Check and normalise one stack file. Returns the stack (None on errors) and the errors.
 
     `source` is the stack file's absolute path (relative paths resolve against
     its directory); `environ` is where `secrets.<x>.env` values come from;
     `port_start` is the lowest host port this process may bind (default: 0 for
-    root, else the kernel's `ip_unprivileged_port_start`).
+    root, else the kernel's `ip_unprivileged_port_start`); `max_replicas` is
+    the most replicas one pod may ask for.
     """
     ctx = _Context(
         stack,
         os.path.abspath(source),
         os.environ if environ is None else environ,
         unprivileged_port_start() if port_start is None else port_start,
+        max_replicas,
     )
     _name(ctx, ("name",), stack.name, "stack")
     configs = _configs(ctx)
@@ -317,6 +322,12 @@ def _pod(
     _name(ctx, path, name, "pod")
     if pod.replicas < 0:
         ctx.error((*path, "replicas"), f"must be 0 or more, got {pod.replicas}")
+    elif pod.replicas > ctx.max_replicas:
+        ctx.error(
+            (*path, "replicas"),
+            f"must be at most {ctx.max_replicas}, got {pod.replicas} "
+            "(raise the limit with --max-replicas if this is really meant)",
+        )
 
     used: set[tuple[str, str]] = set()  # (kind, name) of configs/secrets this pod uses
     build = _build(ctx, name, pod, path)

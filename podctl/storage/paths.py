@@ -6,15 +6,19 @@
 * state directory: small durable files (revision history); never secret values.
 
 The resolvers are pure (they read the environment, touch nothing); `ensure_private_dir`
-creates a directory 0700 when a caller is about to write into it.
+creates a directory 0700 when a caller is about to write into it, and refuses one that
+another user owns or can write to (`UnsafeDirectory`).
 """
 
 from __future__ import annotations
 
 import os
 import re
+import stat
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from podctl.storage.errors import StorageError
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -80,19 +84,116 @@ def stacks_dir(environ: Mapping[str, str] | None = None) -> Path:
     return runtime_dir(environ) / STACKS_DIR
 
 
-def ensure_private_dir(path: Path) -> Path:
-    """Create `path` (and missing parents) and make it 0700; returns `path`.
+class UnsafeDirectory(StorageError):
+    """A runtime or state directory that someone else could write into.
 
-    Only the leaf is tightened: parents such as $XDG_STATE_HOME belong to the user.
-    An existing directory owned by someone else is left alone (chmod would fail and the
-    directory is theirs to secure). Blocking: call it from a worker thread in async code.
+    podctl keeps its control socket and materialised secrets there: a directory
+    another user owns or can write to lets that user replace the socket (and so
+    answer `podctl` commands) or read what is written. Like ssh with ~/.ssh,
+    podctl refuses rather than fixes a directory that is not its own.
     """
+
+    def __init__(self, path: Path, problem: str) -> None:
+        super().__init__(f"refusing to use directory {path}: {problem}")
+        self.path = path
+        self.problem = problem
+
+
+def _owner(uid: int) -> str:
+    try:
+        import pwd
+
+        return f"uid {uid} ({pwd.getpwuid(uid).pw_name})"
+    except (ImportError, KeyError):
+        return f"uid {uid}"
+
+
+def _check_leaf(path: Path, st: os.stat_result) -> None:
+    me = os.geteuid()
+    if not stat.S_ISDIR(st.st_mode):
+        raise UnsafeDirectory(path, "it is not a directory")
+    # root can do anything anyway: trusting a directory it owns gives nothing away.
+    if st.st_uid not in (0, me):
+        raise UnsafeDirectory(
+            path, f"it is owned by {_owner(st.st_uid)}, not by you ({_owner(me)}) or root"
+        )
+    mode = stat.S_IMODE(st.st_mode)
+    if mode & 0o022:
+        who = "everyone" if mode & 0o002 else "its group"
+        raise UnsafeDirectory(
+            path, f"it is writable by {who} (mode {mode:04o}); run `chmod 700 {path}`"
+        )
+
+
+def check_ancestors(path: Path) -> None:
+    """Refuse `path` when a directory above it lets another user swap it.
+
+    Every existing ancestor must be owned by root or the current user, and when
+    others can write to it, it must be sticky (as /tmp and /dev/shm are), so that
+    nobody can rename or replace what is ours inside it.
+    """
+    me = os.geteuid()
+    for parent in Path(os.path.abspath(path)).parents:
+        try:
+            st = parent.stat()
+        except FileNotFoundError:
+            continue
+        mode = stat.S_IMODE(st.st_mode)
+        if st.st_uid not in (0, me):
+            raise UnsafeDirectory(
+                path, f"its parent {parent} is owned by {_owner(st.st_uid)}, not by root or you"
+            )
+        if mode & 0o022 and not mode & stat.S_ISVTX:
+            raise UnsafeDirectory(
+                path, f"its parent {parent} is writable by others and not sticky (mode {mode:04o})"
+            )
+
+
+def check_private_dir(path: Path) -> None:
+    """Raise UnsafeDirectory unless `path` is a directory of the current user (or root)
+    that nobody else can write to, under parents nobody else can swap (see check_ancestors)."""
+    check_ancestors(path)
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        raise UnsafeDirectory(path, "it does not exist") from None
+    _check_leaf(path, st)
+
+
+def ensure_private_dir(path: Path) -> Path:
+    """Create `path` (and missing parents) 0700, check it is safe, and return it.
+
+    The parents are checked before anything is created in them. An existing
+    directory of ours that others can only read is tightened to 0700; one owned by
+    another user (not root), or writable by others, is refused with UnsafeDirectory (it may
+    already hold what they planted). Only the leaf is tightened: parents such as
+    $XDG_STATE_HOME belong to the user. Blocking: call it from a worker thread in
+    async code.
+    """
+    check_ancestors(path)
     path.mkdir(mode=PRIVATE_DIR_MODE, parents=True, exist_ok=True)
     st = path.stat()
+    _check_leaf(path, st)
     # mkdir's mode is filtered by the umask, and an existing directory keeps its mode.
-    if st.st_mode & 0o777 != PRIVATE_DIR_MODE and st.st_uid == os.geteuid():
+    if stat.S_IMODE(st.st_mode) != PRIVATE_DIR_MODE and st.st_uid == os.geteuid():
         path.chmod(PRIVATE_DIR_MODE)
     return path
+
+
+def ensure_socket_dir(socket: Path) -> Path:
+    """The control socket's directory: created 0700 when missing; an existing one must
+    be private (ensure_private_dir) unless it is a shared sticky directory owned by root
+    or the user, such as /tmp for PODCTL_SOCKET=/tmp/podctl.sock."""
+    parent = socket.parent
+    try:
+        st = parent.stat()
+    except FileNotFoundError:
+        return ensure_private_dir(parent)
+    mode = stat.S_IMODE(st.st_mode)
+    if stat.S_ISDIR(st.st_mode) and mode & stat.S_ISVTX and st.st_uid in (0, os.geteuid()):
+        check_ancestors(parent)
+        return parent
+    return ensure_private_dir(parent)
 
 
 def filesystem_type(path: Path) -> str | None:

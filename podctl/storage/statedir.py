@@ -8,9 +8,10 @@ which the caller reports as an event; podctl keeps running.
 
 from __future__ import annotations
 
+import logging
 import re
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 import anyio.to_thread
 import msgspec
@@ -19,7 +20,12 @@ from podctl.storage.atomic import atomic_write
 from podctl.storage.errors import StateReadError, StateWriteError, describe_oserror
 from podctl.storage.paths import PRIVATE_FILE_MODE, ensure_private_dir
 
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
 T = TypeVar("T")
+
+log = logging.getLogger("podctl.storage")
 
 # One path component: no separators, no leading dot (temp files start with a dot), no "..".
 _COMPONENT = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.@+-]*$")
@@ -124,3 +130,29 @@ class StateDir:
 
     async def remove_async(self, name: str) -> bool:
         return await anyio.to_thread.run_sync(self.remove, name)
+
+
+class StateFile(Generic[T]):
+    """One JSON file of the state directory that podctl can live without (restart
+    counts, say): an unreadable file reads as `default()`, a failed write is
+    reported and never raised. The engine holds the truth; this only saves history."""
+
+    def __init__(self, state: StateDir, name: str, type: type[T], default: Callable[[], T]) -> None:
+        self.state = state
+        self.name = name
+        self.type = type
+        self.default = default
+
+    def load(self) -> T:
+        try:
+            found = self.state.read_json(self.name, self.type)
+        except Exception as exc:  # corrupt or unreadable: start afresh, say so
+            log.warning("ignoring unreadable %s: %s", self.name, exc)
+            return self.default()
+        return self.default() if found is None else found
+
+    async def save(self, obj: T) -> None:
+        try:
+            await self.state.write_json_async(self.name, obj)
+        except Exception as exc:
+            log.warning("could not save %s: %s", self.name, exc)

@@ -165,6 +165,26 @@ async def test_stop_kill_and_external_kill_set_exit_codes(fake: FakeRuntime) -> 
         await fake.kill_container(a)
 
 
+async def test_stops_of_sigterm_ignoring_containers_wait_their_grace_side_by_side(
+    fake: FakeRuntime,
+) -> None:
+    ids = [await run(fake, f"shop-web-{i}") for i in range(20)]
+    for cid in ids:
+        fake.containers[cid].ignores_sigterm = True
+    fake.clear_calls()
+    started = time.monotonic()
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as tg:
+            for cid in ids:
+                tg.start_soon(fake.stop_container, cid, 0.5)
+    took = time.monotonic() - started
+    assert 0.45 <= took < 2.0  # one grace for all 20, not one after another
+    assert {i.exit_code for i in await fake.list_containers(STACK)} == {137}
+    assert fake.peak_in_flight == 0  # a stop is a wait, not a bounded engine call
+    await fake.remove_container(ids[0])
+    await fake.stop_container(ids[0], grace_s=0.5)  # gone: fine, like the engine's 404
+
+
 async def test_only_labelled_containers_are_listed_and_touching_others_is_recorded(
     fake: FakeRuntime,
 ) -> None:

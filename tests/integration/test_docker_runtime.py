@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import time
@@ -196,6 +197,44 @@ async def test_stop_honours_the_grace_period(
     assert info.exit_code == 137
 
 
+async def test_stops_wait_out_their_graces_together_not_in_batches(
+    stack_name: str, stack_network: str, seeded_images: list[str]
+) -> None:
+    # A runtime allowing only 2 engine calls in flight: were a stop to hold a slot
+    # for its grace, 12 stubborn containers would be killed in 6 waves, the last
+    # one 6 graces (12 s) after the stops began.
+    n, grace = 12, 2.0
+    async with DockerRuntime(concurrency=2) as rt:
+        ids = [await run_container(rt, stack_name, f"stubborn-{i}", IGNORES_TERM) for i in range(n)]
+        took: list[float] = []
+
+        async def stop(cid: str) -> None:
+            t0 = time.monotonic()
+            await rt.stop_container(cid, grace_s=grace)
+            took.append(time.monotonic() - t0)
+
+        began = time.time()
+        with anyio.fail_after(90):
+            async with anyio.create_task_group() as tg:
+                for cid in ids:
+                    tg.start_soon(stop, cid)
+        # Each one waited out its grace (it ignores SIGTERM), then was killed ...
+        assert len(took) == n and min(took) >= grace - 0.1
+        infos = [await rt.inspect_container(cid) for cid in ids]
+        assert {(i.state, i.exit_code) for i in infos} == {("exited", 137)}
+        # ... all of them at the end of one grace, not wave after wave. (When the
+        # processes died, as the engine recorded it: how long the engine then takes
+        # to release each container's network depends on its load, not on podctl.)
+        died = sorted(i.finished_at - began for i in infos if i.finished_at is not None)
+        assert len(died) == n
+        assert died[0] >= grace - 0.2
+        assert died[-1] < 3.5 * grace, f"the last of {n} died {died[-1]:.1f}s after the stops"
+        # Stopping what has already stopped, or is gone, is not an error.
+        await rt.stop_container(ids[0], grace_s=grace)
+        await rt.remove_container(ids[0])
+        await rt.stop_container(ids[0], grace_s=grace)
+
+
 async def test_exec_returns_output_and_exit_code(
     docker_runtime: DockerRuntime, stack_name: str, stack_network: str
 ) -> None:
@@ -319,6 +358,25 @@ async def test_a_missing_socket_raises_engine_unavailable(tmp_path: Path) -> Non
         with pytest.raises(EngineUnavailable, match="listing podctl containers") as err:
             await rt.list_containers()
     assert "dockerd" in err.value.hint
+
+
+async def test_a_stop_on_a_silent_engine_ends_within_grace_plus_a_call(tmp_path: Path) -> None:
+    """An engine that accepts the stop and never answers: the stop still ends, with
+    EngineUnavailable, once the grace and an ordinary call's deadline are over."""
+    sock = tmp_path / "silent.sock"
+
+    async def swallow(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while await reader.read(4096):
+            pass  # read the request, never answer
+        writer.close()
+
+    server = await asyncio.start_unix_server(swallow, str(sock))
+    async with server, DockerRuntime(str(sock), call_timeout_s=0.5) as rt:
+        started = time.monotonic()
+        with pytest.raises(EngineUnavailable, match="stopping container abc"):
+            await rt.stop_container("abc", grace_s=1)
+        took = time.monotonic() - started
+    assert 1.4 <= took < 5
 
 
 async def test_pull_of_a_missing_image_names_it(docker_runtime: DockerRuntime) -> None:

@@ -320,24 +320,3 @@ def test_hot_reload_applies_valid_edits_and_keeps_last_good_state(
     )
     path.write_text(good.replace("replicas: 3", "replicas: 1"))
     wait_for("the fixed file applied", lambda: len(stack_containers(stack_name)) == 1, 20)
-
-
-@pytest.mark.parametrize("delay", [0.2, 0.8])
-def test_ctrl_c_during_start_up_leaves_nothing(
-    pc: Podctl, tmp_path: Path, stack_name: str, delay: float
-) -> None:
-    import subprocess
-
-    proc = subprocess.Popen(
-        [*pc.cli_prefix(), "run", str(web_stack(tmp_path, stack_name)), "--no-watch"],
-        env=pc.env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    time.sleep(delay)
-    proc.send_signal(signal.SIGINT)
-    # 130: interrupted while still importing, before anything was created.
-    assert proc.wait(60) in (0, 130), proc.stderr.read() if proc.stderr else ""
-    assert stack_containers(stack_name) == []
-    assert docker("network", "ls", "-q", "--filter", f"label=io.podctl.stack={stack_name}") == ""

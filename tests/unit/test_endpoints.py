@@ -6,8 +6,10 @@ import msgspec
 
 from podctl.health.model import ContainerHealth
 from podctl.net.endpoints import Backend, routing_tables
+from podctl.net.endpoints import backends as to_backends
 from podctl.net.proxyset import ProxySet
 from podctl.net.services import ServiceRouter
+from podctl.reconcile.steps import ReplicaStatus
 from podctl.spec.model import DesiredService
 from tests.unit.planbuild import pod, stack
 
@@ -30,6 +32,31 @@ def backends(n: int = 3) -> list[Backend]:
         )
         for i in range(n)
     ]
+
+
+def status(b: Backend, phase: str = "Running") -> ReplicaStatus:
+    """The planner's row for a backend's container."""
+    return ReplicaStatus(
+        stack=b.stack,
+        pod=b.pod,
+        replica=int(b.container_id[1:]),
+        name=b.name,
+        container_id=b.container_id,
+        phase=phase,  # type: ignore[arg-type]
+        ready=True,
+        restarts=0,
+        revision="rev1aaaaaaaa",
+        image="busybox:1.36",
+        ip=b.ip,
+        started_at=b.started_at,
+    )
+
+
+def test_only_running_replicas_with_an_address_are_backends() -> None:
+    rows = [status(b) for b in backends()]
+    rows[1] = msgspec.structs.replace(rows[1], phase="Terminating")
+    rows[2] = msgspec.structs.replace(rows[2], ip=None)
+    assert [b.container_id for b in to_backends(rows)] == ["c0"]
 
 
 def healthy(ready: bool = True) -> ContainerHealth:
@@ -78,7 +105,7 @@ def test_router_reroutes_on_a_probe_result_without_a_new_snapshot() -> None:
     health = {f"c{i}": healthy() for i in range(3)}
     proxies = ProxySet()
     router = ServiceRouter(proxies, lambda: health)
-    router.observe([shop()], backends(), {})
+    router.observe([shop()], [status(b) for b in backends()], ())
     assert [e.key for e in proxies._endpoints["shop/web"]] == ["c0", "c1", "c2"]
     health["c1"] = healthy(False)  # a probe result; no observe() follows
     router.health_changed("shop")
@@ -91,5 +118,5 @@ def test_router_reroutes_on_a_probe_result_without_a_new_snapshot() -> None:
         for b in backends()
     ]
     health["c0"] = ContainerHealth(started=True, ready=True, started_at=200.0)
-    router.observe([shop()], restarted, {})
+    router.observe([shop()], [status(b) for b in restarted], ())
     assert [e.key for e in proxies._endpoints["shop/web"]] == ["c0", "c2"]

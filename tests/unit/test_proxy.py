@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import errno
+import resource
 
+import pytest
+
+from podctl import defaults
+from podctl.net.limits import AcceptBackoff, connection_cap
 from podctl.net.metrics import render
 from podctl.net.proxy import Endpoint, ProxyStats, ServiceProxy, _bind_error_message
 
@@ -79,3 +84,37 @@ def test_metrics_render_prometheus_text() -> None:
     assert 'podctl_service_received_bytes_total{service="shop/we\\"b"} 100' in lines
     assert 'podctl_endpoint_connections_active{service="shop/we\\"b",endpoint="r1"} 2' in lines
     assert text.endswith("\n")
+
+
+def test_the_connection_cap_follows_the_descriptor_limit() -> None:
+    # 2 descriptors per connection, a reserve of 64 + 10 % of the limit.
+    assert connection_cap(1024) == (1024 - 64 - 102) // 2 == 429
+    assert connection_cap(20000) == (20000 - 64 - 2000) // 2
+    assert connection_cap(1_000_000) == defaults.PROXY_MAX_CONNECTIONS  # the ceiling
+    assert connection_cap(1_000_000, ceiling=50) == 50
+    assert connection_cap(64) == 1  # never zero: the listener still serves someone
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    assert connection_cap() == connection_cap(None if soft == resource.RLIM_INFINITY else soft)
+
+
+def test_a_listener_cap_is_bounded_by_the_descriptor_limit() -> None:
+    p = ServiceProxy("s", "127.0.0.1", 0, max_connections=10**9)
+    assert p.max_connections == connection_cap()
+    assert ServiceProxy("s", "127.0.0.1", 0, max_connections=3).max_connections == 3
+
+
+def test_accept_backoff_doubles_from_5ms_to_1s_and_resets() -> None:
+    b = AcceptBackoff()
+    delays = [b.failed() for _ in range(10)]
+    assert delays[:4] == [0.005, 0.01, 0.02, 0.04]
+    assert delays[-1] == 1.0 and max(delays) == 1.0
+    assert b.succeeded() is True and b.succeeded() is False
+    assert b.failed() == 0.005
+    assert b.episodes == 2
+
+
+def test_peers_must_be_a_network() -> None:
+    p = ServiceProxy("s", "172.20.0.1", 0, peers="172.20.0.0/16")
+    assert str(p.peers) == "172.20.0.0/16"
+    with pytest.raises(ValueError):
+        ServiceProxy("s", "172.20.0.1", 0, peers="not-a-network")

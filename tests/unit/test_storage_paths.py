@@ -78,3 +78,79 @@ def test_tmpfs_is_recognised() -> None:
         return
     assert paths.is_tmpfs(Path("/dev/shm/podctl")) is True
     assert paths.tmpfs_warning(Path("/dev/shm/podctl")) is None
+
+
+def test_ensure_private_dir_refuses_a_world_writable_dir(tmp_path: Path) -> None:
+    d = tmp_path / "open"
+    d.mkdir()
+    d.chmod(0o777)
+    with pytest.raises(paths.UnsafeDirectory, match=r"writable by everyone \(mode 0777\)") as exc:
+        paths.ensure_private_dir(d)
+    assert str(d) in str(exc.value)
+    assert stat.S_IMODE(d.stat().st_mode) == 0o777  # refused, not "fixed"
+
+
+def test_ensure_private_dir_refuses_a_group_writable_dir(tmp_path: Path) -> None:
+    d = tmp_path / "group"
+    d.mkdir()
+    d.chmod(0o770)
+    with pytest.raises(paths.UnsafeDirectory, match="writable by its group"):
+        paths.ensure_private_dir(d)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="chown to another user needs root")
+def test_ensure_private_dir_refuses_a_dir_of_another_user(tmp_path: Path) -> None:
+    import pwd
+
+    nobody = pwd.getpwnam("nobody").pw_uid
+    d = tmp_path / "theirs"
+    d.mkdir(mode=0o700)
+    os.chown(d, nobody, -1)
+    with pytest.raises(paths.UnsafeDirectory, match=rf"owned by uid {nobody} \(nobody\)"):
+        paths.ensure_private_dir(d)
+    with pytest.raises(paths.UnsafeDirectory):
+        paths.check_private_dir(d)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="chown to another user needs root")
+def test_nothing_is_created_under_a_parent_another_user_owns(tmp_path: Path) -> None:
+    import pwd
+
+    parent = tmp_path / "shm-podctl"
+    parent.mkdir(mode=0o777)
+    parent.chmod(0o777)
+    os.chown(parent, pwd.getpwnam("nobody").pw_uid, -1)
+    with pytest.raises(paths.UnsafeDirectory, match=f"its parent {parent} is owned by"):
+        paths.ensure_private_dir(parent / "stacks")
+    assert not (parent / "stacks").exists()
+
+
+def test_a_parent_writable_by_others_must_be_sticky(tmp_path: Path) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)
+    with pytest.raises(paths.UnsafeDirectory, match="writable by others and not sticky"):
+        paths.ensure_private_dir(shared / "podctl")
+    shared.chmod(0o1777)  # like /tmp and /dev/shm: nobody can swap what is ours
+    d = paths.ensure_private_dir(shared / "podctl")
+    assert stat.S_IMODE(d.stat().st_mode) == 0o700
+
+
+def test_check_private_dir_names_a_missing_dir(tmp_path: Path) -> None:
+    with pytest.raises(paths.UnsafeDirectory, match="does not exist"):
+        paths.check_private_dir(tmp_path / "absent")
+
+
+def test_socket_dir_may_be_a_sticky_shared_dir(tmp_path: Path) -> None:
+    shared = tmp_path / "tmp"
+    shared.mkdir()
+    shared.chmod(0o1777)
+    assert paths.ensure_socket_dir(shared / "podctl.sock") == shared
+    assert stat.S_IMODE(shared.stat().st_mode) == 0o1777  # a shared dir is left as it is
+    fresh = paths.ensure_socket_dir(tmp_path / "run" / "podctl.sock")
+    assert stat.S_IMODE(fresh.stat().st_mode) == 0o700
+    loose = tmp_path / "loose"
+    loose.mkdir()
+    loose.chmod(0o777)
+    with pytest.raises(paths.UnsafeDirectory):
+        paths.ensure_socket_dir(loose / "podctl.sock")

@@ -1,0 +1,1 @@
+"""Teardown benchmark: Ctrl-C on N replicas that ignore SIGTERM, podctl vs docker-compose down."""

@@ -1,0 +1,3 @@
+from bench.teardown.run import main
+
+main()

@@ -1,0 +1,1 @@
+"""The host podctl runs on: process limits and the service manager."""
