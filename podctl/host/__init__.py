@@ -1,0 +1,11 @@
+"""The host's service manager: what podctl needs to be a good systemd service.
+
+Every module here uses only the standard library (the layer contract keeps it so), so
+the rest of podctl can use them anywhere and they stay testable without an engine:
+
+- `systemd`: the text of the unit `podctl systemd unit` prints.
+- `notify`: an sd_notify client on a plain datagram socket (READY, STATUS, WATCHDOG,
+  RELOADING, STOPPING, EXTEND_TIMEOUT_USEC, the file descriptor store).
+- `listenfds`: the sockets systemd hands back through $LISTEN_FDS/$LISTEN_FDNAMES.
+- `journal`: log formatting for the journal (`<N>` priority prefixes) or JSON lines.
+"""
