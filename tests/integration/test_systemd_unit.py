@@ -10,6 +10,7 @@ MemoryDenyWriteExecute=yes.
 from __future__ import annotations
 
 import itertools
+import os
 import re
 import shutil
 import signal
@@ -24,6 +25,14 @@ from pathlib import Path
 
 import pytest
 
+from tests.integration.harness import (
+    Podctl,
+    docker,
+    free_port,
+    stack_containers,
+    wait_for,
+    write_stack,
+)
 from tests.integration.systemd_side import SystemdSide
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -328,3 +337,102 @@ def _wait(cond: Callable[[], bool], timeout: float = 60.0) -> None:
     while not cond():
         assert time.monotonic() < deadline, "condition not reached"
         time.sleep(0.05)
+
+
+# -- podctl run inside the unit's limits, on the real engine -------------------------------
+
+
+class SandboxedPodctl(Podctl):
+    """`podctl run` with the unit's capability bounding set, no_new_privs and MDWE.
+
+    systemd applies these itself; here setpriv(1) and PR_SET_MDWE do, so the test runs
+    without systemd as PID 1. The capabilities are read from the generated unit.
+    """
+
+    def __init__(self, tmp: Path, caps: list[str]) -> None:
+        super().__init__(tmp)
+        self.caps = caps
+
+    def start(self, *files: Path | str, extra: tuple[str, ...] = ("--no-watch",)) -> None:
+        bounding = ",".join(["-all", *("+" + c.removeprefix("CAP_").lower() for c in self.caps)])
+        sandbox = ["setpriv", "--no-new-privs", f"--bounding-set={bounding}", "--inh-caps=-all"]
+        sandbox += ["--", sys.executable, "-c", MDWE_LAUNCH]
+        out = self.log.open("ab")
+        self.proc = subprocess.Popen(
+            [*sandbox, str(PODCTL), "run", "-v", *map(str, files), *extra],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+        )
+        wait_for(
+            "the control socket",
+            lambda: self.cli("get", "stacks").returncode == 0 and self._alive(),
+            60,
+        )
+
+
+@pytest.mark.docker
+def test_podctl_run_works_inside_the_units_capabilities(
+    tmp_path: Path, stack_name: str, seeded_images: list[str]
+) -> None:
+    if os.geteuid() != 0 or shutil.which("setpriv") is None:
+        pytest.skip("needs root and setpriv(1) to drop capabilities as the unit does")
+    unit = write_unit(tmp_path)
+    (caps_line,) = [
+        line for line in unit.read_text().splitlines() if line.startswith("CapabilityBoundingSet=")
+    ]
+    caps = caps_line.partition("=")[2].split()
+    (tmp_path / "site").mkdir()
+    (tmp_path / "site" / "index.html").write_text("<h1>one</h1>\n")
+    (tmp_path / "secrets").mkdir()
+    key = tmp_path / "secrets" / "key"
+    key.write_text("s3cret\n")
+    key.chmod(0o600)
+    port = free_port()
+    stack = write_stack(
+        tmp_path,
+        f"""
+        name: {stack_name}
+        pods:
+          web:
+            image: busybox:1.36
+            command: ["httpd", "-f", "-p", "8080", "-h", "/www"]
+            user: "1000"
+            mounts:
+              - {{config: page, path: /www/index.html}}
+              - {{secret: key, uid: 1000, mode: 0400}}
+            ports: {{http: 8080}}
+            readiness: {{http: {{port: http, path: /}}, period: 1s}}
+            stop_grace: 1s
+        configs:
+          page: {{file: ./site/index.html}}
+        secrets:
+          key: {{file: ./secrets/key}}
+        services:
+          web: {{pod: web, port: {port}, target: http}}
+        """,
+    )
+    pc = SandboxedPodctl(tmp_path, caps)
+    try:
+        pc.start(stack, extra=())
+        pc.wait_ready(stack_name, 1, timeout=90)
+
+        def page() -> str | None:
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as c:
+                c.sendall(b"GET / HTTP/1.0\r\n\r\n")
+                body = b"".join(iter(lambda: c.recv(4096), b""))
+            return body.decode(errors="replace") if b"<h1>" in body else None
+
+        assert "<h1>one</h1>" in wait_for("the page through the proxy", page, 60)
+        # The secret was chowned to the container's user (CAP_CHOWN + CAP_FOWNER).
+        (cid,) = stack_containers(stack_name, all_=False)
+        assert docker("exec", cid, "cat", "/run/secrets/key") == "s3cret"
+        # A hot reload re-materialises the files without CAP_DAC_OVERRIDE.
+        (tmp_path / "site" / "index.html").write_text("<h1>two</h1>\n")
+        wait_for("the new page", lambda: "two" in (page() or ""), 90)
+        assert pc.stop(signal.SIGINT) == 0
+        assert "Traceback" not in pc.output()
+        assert "Operation not permitted" not in pc.output()
+    finally:
+        pc.close()
