@@ -15,6 +15,7 @@ $(STAMP): pyproject.toml
 
 engine:
 	scripts/ensure-engine
+	scripts/ensure-tools
 	scripts/seed-image busybox:1.36
 
 demo: $(STAMP) engine

@@ -468,5 +468,44 @@ def down(
     typer.echo(f"stack {stack} removed ({n} objects)" if n else f"stack {stack}: nothing to remove")
 
 
+# -- systemd ---------------------------------------------------------------------
+
+systemd_app = typer.Typer(help="Run podctl as a systemd service.", no_args_is_help=True)
+app.add_typer(systemd_app, name="systemd")
+
+
+@systemd_app.command("unit")
+def systemd_unit(
+    stacks_dir: Annotated[
+        Path, typer.Option("--stacks-dir", help="every *.yaml/*.yml/*.toml in it is a stack")
+    ] = Path("/etc/podctl/stacks"),
+    name: Annotated[str, typer.Option("--name", help="unit and directory name")] = "podctl",
+    notify_reload: Annotated[
+        bool, typer.Option("--notify-reload", help="Type=notify-reload (systemd >= 253)")
+    ] = False,
+    kernel_proxy: Annotated[
+        bool, typer.Option("--kernel-proxy", help="run --kernel-proxy; allows nftables")
+    ] = False,
+) -> None:
+    """Print a hardened systemd unit that runs every stack in a directory."""
+    from pathlib import PurePosixPath
+
+    from podctl.host import systemd as unit
+
+    options = unit.UnitOptions(
+        command=unit.podctl_command(),
+        stacks_dir=PurePosixPath(stacks_dir.absolute()),
+        name=name,
+        notify_reload=notify_reload,
+        kernel_proxy=kernel_proxy,
+        read_paths=unit.interpreter_paths(),
+    )
+    try:
+        text = unit.render_unit(options)
+    except unit.UnitError as exc:
+        raise _fail(str(exc), EXIT_BAD_INPUT) from exc
+    sys.stdout.write(text)
+
+
 def main() -> None:
     app()
