@@ -63,8 +63,9 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Sequence, Set
 
     from podctl.health.model import ContainerHealth, HealthView
-    from podctl.reconcile.ledger import RestartRecord
+    from podctl.reconcile.ledger import RestartRecord, RolloutRecord
     from podctl.reconcile.observed import ObservedState
+    from podctl.reconcile.steps import RolloutState
     from podctl.runtime.protocol import ContainerInfo
     from podctl.spec.model import ContainerTemplate, DesiredPod, DesiredStack
 
@@ -391,6 +392,16 @@ class _Planner:
         """Work out the pod's rollout (its record, its target), then plan its replicas."""
         stack = sp.stack
         rec = self.ledger.rollouts.get(rollout_key(stack.name, pod.name))
+        if (
+            rec is None
+            or (
+                rec.status == "complete"
+                and rec.override is None
+                and rec.paused is None
+                and rec.revision == pod.revision
+            )
+        ) and self.plan_converged(sp, pod, containers, rec):
+            return
         target = target_of(rec, pod)
         tpod = _retarget(pod, target.revision, target.template)
         is_ready = self.readiness_cache(tpod)
@@ -439,6 +450,70 @@ class _Planner:
         if d.hold:
             hold = "rollout paused" if d.state == "paused" else "rollout failed"
         self.plan_replicas(sp, tpod, containers, is_ready, hold, tpod is not pod)
+
+    def plan_converged(
+        self,
+        sp: _StackPass,
+        pod: DesiredPod,
+        containers: Sequence[ContainerInfo],
+        rec: RolloutRecord | None,
+    ) -> bool:
+        """The fast path of a converged pod, or False (having done nothing) when it is not.
+
+        Converged: exactly one container per replica slot, each of the file's
+        revision, none being removed, and a record that is complete at that
+        revision with no override or pause (or no record). `decide()` then records
+        nothing (no rollout starts: no container of another revision is left) and
+        `plan_replicas()` only keeps each container up, so both are skipped; the
+        rollout status is what they would report. Equivalence is property-tested.
+        """
+        n = pod.replicas
+        if len(containers) != n or len(sp.observed_by_pod.get(pod.name, ())) != n:
+            return False  # missing, surplus, or being removed: the full path
+        revision = pod.revision
+        slots: list[ContainerInfo | None] = [None] * n
+        for c in containers:
+            lab = c.labels
+            if lab.get(labels.REVISION) != revision:
+                return False
+            idx = replica_index(lab)
+            if idx is None or idx >= n or idx < 0 or slots[idx] is not None:
+                return False
+            slots[idx] = c
+        ready = available = 0
+        min_ready = pod.rollout.min_ready_s
+        for slot, held in enumerate(slots):
+            assert held is not None  # n containers in n distinct slots
+            c = held
+            r = self.upkeep(c, pod, slot)
+            if not r and self.busy and self.busy.get(c.id) == "killing":
+                r = self.is_ready(c, pod)  # its status says not ready; the rollout asks the probes
+            if r:
+                ready += 1
+                if min_ready <= 0 or self.now >= self.available_at(c, pod):
+                    available += 1
+        if rec is None:
+            state: RolloutState = "complete" if available >= n else "progressing"
+            message, started_at = "", None
+        else:
+            state, message, started_at = "complete", rec.message, rec.started_at
+        self.rollouts.append(
+            RolloutStatus(
+                stack=sp.stack.name,
+                pod=pod.name,
+                revision=revision,
+                file_revision=revision,
+                desired=n,
+                new_ready=ready,
+                new_available=available,
+                old_remaining=0,
+                started_at=started_at,
+                state=state,
+                message=message,
+                strategy=pod.rollout.strategy,
+            )
+        )
+        return True
 
     def plan_replicas(
         self,
@@ -606,8 +681,9 @@ class _Planner:
 
     # -- one container -----------------------------------------------------
 
-    def upkeep(self, c: ContainerInfo, pod: DesiredPod, slot: int, note: str | None = None) -> None:
-        """Keep a container that should exist healthy: restart, kill, or just report it."""
+    def upkeep(self, c: ContainerInfo, pod: DesiredPod, slot: int, note: str | None = None) -> bool:
+        """Keep a container that should exist healthy: restart, kill, or just report it.
+        Returns whether it is ready (as its status says)."""
         rec = self.ledger.restarts.get(c.id)
         state = c.state
         phase: Phase = engine_phase(state, c.exit_code)
@@ -678,6 +754,7 @@ class _Planner:
                 started_at=c.started_at,
             )
         )
+        return ready
 
     def crash_loop(
         self, c: ContainerInfo, pod: DesiredPod, slot: int, rec: RestartRecord | None, code: int
