@@ -45,7 +45,7 @@ if TYPE_CHECKING:
     from podctl.reconcile.observed import ObservedState
     from podctl.reconcile.steps import Plan
     from podctl.runtime.protocol import Runtime
-    from podctl.spec.model import DesiredStack
+    from podctl.spec.model import ContainerTemplate, DesiredStack
     from podctl.storage.redact import Redactor
 
 __all__ = ["Instance", "configure_logging", "secret_values"]
@@ -95,6 +95,9 @@ class Instance:
         )
         self.files = StackFiles()
         ledger = StateFile(self.state, LEDGER_FILE, Ledger, Ledger)
+        # Templates of recorded revisions (StackSet keeps it up to date): the planner's
+        # fallback for a revision the Ledger holds no template for.
+        templates: dict[str, ContainerTemplate] = {}
         self.controller = Controller(
             runtime,
             stacks,
@@ -107,6 +110,7 @@ class Instance:
             on_died=self.router.died,
             drain=self.router.drain,
             on_ledger_change=ledger.save,
+            templates=lambda: templates,
         )
         self.stacks = StackSet(
             self.controller,
@@ -116,6 +120,7 @@ class Instance:
             ),
             RevisionHistory(self.state),
             max_replicas,
+            templates,
         )
         self.handlers = ControlHandlers(
             self.controller, self.router, self.health, self.stacks, redactor=redactor
@@ -176,6 +181,9 @@ class Instance:
                         finally:
                             controller_done.set()
 
+                    # Before the first pass: a rollout that starts with no record in
+                    # the Ledger looks up the template of the revision it leaves.
+                    await self.stacks.load_history()
                     tg.start_soon(controller_main)
                     controller_started = True
                     await self.stacks.record_revisions("start")

@@ -18,13 +18,13 @@ import msgspec
 from podctl.runtime.errors import EngineError
 from podctl.spec import DEFAULT_MAX_REPLICAS
 from podctl.spec.errors import SpecError
-from podctl.storage.errors import StateWriteError
+from podctl.storage.errors import StateWriteError, StorageError
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
     from podctl.reconcile.controller import Controller
-    from podctl.spec.model import DesiredStack
+    from podctl.spec.model import ContainerTemplate, DesiredStack
     from podctl.storage.files import StackFiles
     from podctl.storage.history import RevisionHistory
 
@@ -39,19 +39,47 @@ class StackSet:
         load: Callable[[], list[DesiredStack]],
         history: RevisionHistory | None = None,
         max_replicas: int = DEFAULT_MAX_REPLICAS,
+        templates: dict[str, ContainerTemplate] | None = None,
     ) -> None:
         self.max_replicas = max_replicas
         self.controller = controller
         self.files = files
         self.load = load
         self.history = history
+        # revision -> template, of every revision recorded or read from the history:
+        # what the planner falls back on for a revision the Ledger has no template for
+        # (the controller reads it each pass).
+        self.templates: dict[str, ContainerTemplate] = {} if templates is None else templates
+
+    async def load_history(self) -> None:
+        """Read the recorded revisions of the pods being run into `templates` (once, at
+        start: a rollout that begins with no record in the Ledger can then still find
+        the template of the revision it leaves)."""
+        history = self.history
+        if history is None:
+            return
+        pods = [(s.name, p.name) for s in self.controller.stacks for p in s.pods]
+
+        def read() -> dict[str, ContainerTemplate]:
+            out: dict[str, ContainerTemplate] = {}
+            for stack, pod in pods:
+                try:
+                    records = history.list(stack, pod)
+                except (OSError, ValueError, StorageError) as exc:
+                    log.warning("could not read revision history of %s/%s: %s", stack, pod, exc)
+                    continue
+                out.update((r.revision, r.template) for r in records)
+            return out
+
+        self.templates.update(await anyio.to_thread.run_sync(read))
 
     async def record_revisions(self, cause: str) -> None:
         """Remember each pod's current template (a no-op when it is the newest already)."""
-        if self.history is None:
-            return
         for stack in self.controller.stacks:
             for pod in stack.pods:
+                self.templates[pod.revision] = pod.template
+                if self.history is None:
+                    continue
                 try:
                     await self.history.record_async(
                         stack.name, pod.name, pod.revision, pod.template, cause=cause

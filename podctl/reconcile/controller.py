@@ -23,7 +23,7 @@ from podctl import defaults, labels
 from podctl.health.model import ProbeTarget
 from podctl.reconcile.apply import ApplyContext, Drain, EventSink, NoFiles, StackFiles, apply
 from podctl.reconcile.events import EventLog
-from podctl.reconcile.ledger import Ledger
+from podctl.reconcile.ledger import Ledger, rollout_key
 from podctl.reconcile.observed import ObservedState
 from podctl.reconcile.plan import BusyKind, busy_image, plan, plan_teardown
 from podctl.reconcile.resolve import resolve_containers
@@ -43,7 +43,7 @@ if TYPE_CHECKING:
 
     from podctl.health.model import HealthView
     from podctl.runtime.protocol import ContainerInfo, HostInfo, NetworkInfo, Runtime, VolumeInfo
-    from podctl.spec.model import DesiredStack
+    from podctl.spec.model import ContainerTemplate, DesiredStack
 
 log = logging.getLogger("podctl.controller")
 
@@ -136,6 +136,7 @@ class Controller:
         on_died: Callable[[str], None] | None = None,
         drain: Drain | None = None,
         on_ledger_change: Callable[[Ledger], Awaitable[None]] | None = None,
+        templates: Callable[[], Mapping[str, ContainerTemplate]] | None = None,
         resync_s: float = defaults.RESYNC_INTERVAL_S,
         engine_watch_s: float = ENGINE_WATCH_INTERVAL_S,
     ) -> None:
@@ -150,6 +151,7 @@ class Controller:
         self.on_died = on_died
         self.drain = drain
         self.on_ledger_change = on_ledger_change
+        self.templates = templates or _no_templates
         self.resync_s = resync_s
         self.engine_watch_s = engine_watch_s
         self.engine_ok = True
@@ -167,6 +169,12 @@ class Controller:
         self.converged = False
         self._pass_done = anyio.Event()
         self._engine_changed = anyio.Event()
+        # Stacks this controller has run: rollout records of their pods that left them
+        # are dropped (those of another podctl sharing the state directory are not).
+        self._managed = {s.name for s in self.stacks}
+        self._forget_pending = True
+        # RunContainer steps that could not be resolved, target -> message: told once.
+        self._resolve_failed: dict[str, str] = {}
 
     # -- wiring ------------------------------------------------------------
 
@@ -176,6 +184,8 @@ class Controller:
     def set_stacks(self, stacks: Sequence[DesiredStack]) -> None:
         """Replace the desired state (hot reload, scale) and look again."""
         self.stacks = list(stacks)
+        self._managed.update(s.name for s in self.stacks)
+        self._forget_pending = True
         self.wake()
 
     def status(self) -> list[ReplicaStatus]:
@@ -232,9 +242,20 @@ class Controller:
             return 2.0
         self._engine_up()
         self._settle_dying(observed)
+        if self._forget_pending:
+            self._forget_pending = False
+            if self._forget_rollouts():
+                await self._ledger_changed(observed)
+        templates = self.templates()
         self.prober.sync(self._probe_targets(observed))
         the_plan = plan(
-            self.stacks, observed, self.prober.view(), self.ledger, self.clock(), self._busy
+            self.stacks,
+            observed,
+            self.prober.view(),
+            self.ledger,
+            self.clock(),
+            self._busy,
+            templates=templates,
         )
         self._emit_backoffs(the_plan)
         self.last_plan = the_plan
@@ -248,25 +269,46 @@ class Controller:
             return self.resync_s
         self._finish_pass(converged=False)
         ctx = self._apply_context()
+        unresolved: dict[str, str] = {}
         try:
             resolved = await resolve_containers(
-                the_plan, {s.name: s for s in self.stacks}, _networks(observed), self.files
+                the_plan,
+                {s.name: s for s in self.stacks},
+                _networks(observed),
+                self.files,
+                on_failure=lambda step, why: unresolved.__setitem__(step.target, why),
             )
         except (OSError, LookupError, ValueError) as exc:
             # A config or secret source vanished since the stacks were loaded: say so,
             # apply nothing that would start containers without it, and look again.
             self.events.emit("", "stack-files", "Failed", f"resolving containers: {exc}")
             return 2.0
+        self._report_unresolved(unresolved)
         foreground = self._start_long_steps(resolved, ctx)
         outcomes = await apply(foreground, ctx)
         await self._ledger_changed(observed)
         failed = [o for o in outcomes if not o.ok]
+        if unresolved and not failed:
+            return 2.0  # the planner asks again next pass: not at once
         if failed:
             unavailable = [o.error for o in failed if isinstance(o.error, EngineUnavailable)]
             if unavailable and isinstance(unavailable[0], EngineUnavailable):
                 self._engine_down(unavailable[0])
             return 1.0  # back off a little before retrying what failed
         return 0.0  # look again at once: the steps changed the world
+
+    def _forget_rollouts(self) -> bool:
+        live = {rollout_key(s.name, p.name) for s in self.stacks for p in s.pods}
+        return self.ledger.forget_rollouts(live, self._managed)
+
+    def _report_unresolved(self, unresolved: Mapping[str, str]) -> None:
+        """A `Failed` event per replica that could not be created (a rollout override
+        whose template cannot run): once per message, not once per pass."""
+        for target, why in unresolved.items():
+            if self._resolve_failed.get(target) != why:
+                stack = target.removeprefix("pod:").split("/", 1)[0]
+                self.events.emit(stack, target, "Failed", why)
+        self._resolve_failed = dict(unresolved)
 
     def _finish_pass(self, *, converged: bool) -> None:
         self.converged = converged
@@ -382,6 +424,9 @@ class Controller:
         )
 
     def _probe_targets(self, observed: ObservedState) -> list[ProbeTarget]:
+        # Every revision's containers are probed with the file's template, as the
+        # services router gates them (net.endpoints) and the planner judges them:
+        # an override's replicas too (see the rollout module's notes).
         out = []
         by_name = {s.name: s for s in self.stacks}
         for c in observed.containers:
@@ -536,6 +581,10 @@ async def teardown(
         await anyio.sleep(TEARDOWN_SETTLE_S)
     assert first is not None
     return first
+
+
+def _no_templates() -> Mapping[str, ContainerTemplate]:
+    return {}
 
 
 def _networks(observed: ObservedState) -> dict[str, NetworkInfo]:

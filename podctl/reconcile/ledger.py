@@ -9,11 +9,14 @@ keeps counting instead of forgetting a crash loop.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import msgspec
 
 from podctl.spec.model import ContainerTemplate
+
+if TYPE_CHECKING:
+    from collections.abc import Set
 
 
 class RestartRecord(msgspec.Struct, kw_only=True):
@@ -106,7 +109,15 @@ class Ledger(msgspec.Struct, kw_only=True):
         for cid in [c for c in self.restarts if c not in live_ids]:
             del self.restarts[cid]
 
-    def forget_rollouts(self, live: set[str]) -> None:
-        """Drop the rollout records of pods no longer in any stack (keys: rollout_key)."""
-        for key in [k for k in self.rollouts if k not in live]:
+    def forget_rollouts(self, live: Set[str], stacks: Set[str] | None = None) -> bool:
+        """Drop the rollout records of pods no longer in any stack (keys: rollout_key);
+        with `stacks`, only records of those stacks (another podctl sharing the state
+        directory keeps its own). Returns whether any was dropped."""
+        gone = [
+            k
+            for k in self.rollouts
+            if k not in live and (stacks is None or k.split("/", 1)[0] in stacks)
+        ]
+        for key in gone:
             del self.rollouts[key]
+        return bool(gone)

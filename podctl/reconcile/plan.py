@@ -34,6 +34,7 @@ from podctl.reconcile.phase import engine_phase, exit_reason, has_ended, replica
 from podctl.reconcile.rollout import (
     Progress,
     available_from,
+    cannot_run,
     decide,
     rollout_budget,
     short,
@@ -407,7 +408,14 @@ class _Planner:
         is_ready = self.readiness_cache(tpod)
         progress = self.measure(sp, tpod, is_ready)
         d = decide(
-            rec, pod, target, progress, self.now, history=stack.history, templates=self.templates
+            rec,
+            pod,
+            target,
+            progress,
+            self.now,
+            history=stack.history,
+            templates=self.templates,
+            stack=stack,
         )
         prev: int | None = None
         for record, reason, message in d.records:
@@ -428,6 +436,15 @@ class _Planner:
             progress = self.measure(sp, tpod, is_ready)
         self.wake_at.extend(d.wake_at)
         override = d.record.override if d.record is not None else None
+        hold = None
+        if d.hold:
+            hold = "rollout paused" if d.state == "paused" else "rollout failed"
+        blocked = None
+        if tpod is not pod:
+            problem = cannot_run(tpod.template, stack)
+            if problem is not None:
+                # Not a decision apply could carry out: hold, create nothing, say why.
+                blocked = hold = f"rollout override cannot run: {problem}"
         self.rollouts.append(
             RolloutStatus(
                 stack=stack.name,
@@ -440,16 +457,13 @@ class _Planner:
                 old_remaining=progress.old_remaining,
                 started_at=d.record.started_at if d.record is not None else None,
                 state=d.state,
-                message=d.message,
+                message=blocked or d.message,
                 strategy=pod.rollout.strategy,
                 override=override.kind if override is not None else None,
                 deadline_at=d.deadline_at,
             )
         )
-        hold = None
-        if d.hold:
-            hold = "rollout paused" if d.state == "paused" else "rollout failed"
-        self.plan_replicas(sp, tpod, containers, is_ready, hold, tpod is not pod)
+        self.plan_replicas(sp, tpod, containers, is_ready, hold, tpod is not pod, blocked)
 
     def plan_converged(
         self,
@@ -523,11 +537,13 @@ class _Planner:
         is_ready: Callable[[ContainerInfo], bool],
         hold: str | None,
         override: bool,
+        blocked: str | None = None,
     ) -> None:
         """Keep `pod.replicas` slots at `pod.revision`: create, keep up, roll.
 
         `hold` (paused, failed) stops replacement: no surge, no removal of an old
-        replica; `override`: the target is an override's, not the file's template.
+        replica; `override`: the target is an override's, not the file's template;
+        `blocked`: why no replica of it can be created now (pending with that reason).
         """
         stack = sp.stack
         n = pod.replicas
@@ -570,7 +586,11 @@ class _Planner:
             base = container_name(stack.name, pod.name, slot, revision)
             # A container's spec carries the stack network's gateway (in-stack service
             # discovery), so containers are created once the network exists: a pass later.
-            reason = "NetworkCreating" if sp.net_step is not None else self.dependency_wait(sp, pod)
+            reason = blocked
+            if reason is None:
+                reason = (
+                    "NetworkCreating" if sp.net_step is not None else self.dependency_wait(sp, pod)
+                )
             if reason is None and recreate_wait:
                 reason = "Recreating: waiting for the old replicas to stop"
             image_step: int | None = None

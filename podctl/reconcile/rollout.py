@@ -50,12 +50,17 @@ Rules (each one golden-tested in tests/unit/test_rollout*.py):
 - **Rollback.** On failure with `auto_rollback`, the pod returns to the most
   recent fully available revision that is not the failed one, has not failed
   itself, and has a known template (`RolloutRecord.available`, at most the stack's
-  `history`): an override `rollback` holds it there (`RolledBack`, whose message
-  says "rolled back" and why) and `rollout status` says `rolled-back`. Without
-  `auto_rollback`, or with no such revision, the rollout stays `failed`.
+  `history`) that can still run in the stack (`cannot_run`: its configs, secrets
+  and volumes are still there; configs and secrets run with their current
+  content, and an image rebuilt under the same tag runs as rebuilt): an override
+  `rollback` holds it there (`RolledBack`, whose message says "rolled back" and
+  why) and `rollout status` says `rolled-back`. Without `auto_rollback`, or with
+  no such revision, the rollout stays `failed`.
 - **Hold.** A paused pod, and a failed rollout that was not rolled back, get no
   replacement steps (no surge, no removal of an old replica): restarts, kills
-  and missing replicas are still looked after. A failed revision is not rolled
+  and missing replicas are still looked after. So does an override that can no
+  longer run (`cannot_run`: the stack lost a config it needs), and it creates no
+  replica either: the replicas that run stay until the file changes. A failed revision is not rolled
   out again until the pod's entry in the file changes.
 - A pod's first start (no record, no container of another revision) is not a
   rollout: nothing is recorded; `rollout status` reports it from what runs.
@@ -78,7 +83,7 @@ if TYPE_CHECKING:
 
     from podctl.reconcile.ledger import Ledger
     from podctl.reconcile.steps import RolloutState
-    from podctl.spec.model import ContainerTemplate, DesiredPod, RolloutSpec
+    from podctl.spec.model import ContainerTemplate, DesiredPod, DesiredStack, RolloutSpec
 
 CRASH_WINDOW_CAPS = 3  # rule 2: this many back-off caps
 
@@ -203,12 +208,52 @@ def _append_available(
     return kept[-max(limit, 1) :]
 
 
-def rollback_target(rec: RolloutRecord, failing: str) -> AvailableRevision | None:
+def rollback_target(
+    rec: RolloutRecord, failing: str, stack: DesiredStack | None = None
+) -> AvailableRevision | None:
     """The most recent fully available revision that is neither `failing` nor failed,
-    with a template to run."""
+    with a template to run (in `stack` as it is now, when given: see `cannot_run`)."""
     for a in reversed(rec.available):
-        if a.revision != failing and a.revision not in rec.failed and a.template is not None:
-            return a
+        if a.revision == failing or a.revision in rec.failed or a.template is None:
+            continue
+        if stack is not None and cannot_run(a.template, stack) is not None:
+            continue
+        return a
+    return None
+
+
+def cannot_run(template: ContainerTemplate, stack: DesiredStack) -> str | None:
+    """Why an override's template (an older revision) cannot run in `stack` as it is
+    now, or None when it can.
+
+    Its configs, secrets and volumes must still be in the stack, and each config or
+    secret mount must be one that a pod of the stack mounts the same way (mode,
+    owner): only those files are materialised. A config or secret runs with its
+    content as the stack has it now, not as it was when the revision was current.
+    """
+    configs = {c.name for c in stack.configs}
+    secrets = {s.name for s in stack.secrets}
+    volumes = {v.name for v in stack.volumes}
+    for ref in template.env_from:
+        if ref.source not in (configs if ref.kind == "config" else secrets):
+            return f"{ref.kind} {ref.source} (env {ref.name}) is no longer in the stack"
+    materialised: set[tuple[str, str, int | None, int | None, int | None]] | None = None
+    for m in template.mounts:
+        if m.kind == "volume" and m.source not in volumes:
+            return f"volume {m.source} is no longer in the stack"
+        if m.kind not in ("config", "secret"):
+            continue
+        if m.source not in (configs if m.kind == "config" else secrets):
+            return f"{m.kind} {m.source} is no longer in the stack"
+        if materialised is None:
+            materialised = {
+                (x.kind, x.source, x.mode, x.uid, x.gid)
+                for p in stack.pods
+                for x in p.template.mounts
+                if x.kind in ("config", "secret")
+            }
+        if (m.kind, m.source, m.mode, m.uid, m.gid) not in materialised:
+            return f"no pod of the stack mounts {m.kind} {m.source} with that mode and owner now"
     return None
 
 
@@ -221,6 +266,7 @@ def decide(
     *,
     history: int,
     templates: Mapping[str, ContainerTemplate],
+    stack: DesiredStack | None = None,
 ) -> Decision:
     """What the pod's rollout record becomes this pass (see the module's rules)."""
     spec = pod.rollout
@@ -336,7 +382,7 @@ def decide(
 
     failed_rev = rec.revision
     failed_now = (*(f for f in rec.failed if f != failed_rev), failed_rev)
-    back = rollback_target(msgspec.structs.replace(rec, failed=failed_now), failed_rev)
+    back = rollback_target(msgspec.structs.replace(rec, failed=failed_now), failed_rev, stack)
     failed_msg = f"revision {short(failed_rev)} {why}"
     if spec.auto_rollback and back is not None and back.template is not None:
         failed_rec = msgspec.structs.replace(
@@ -407,10 +453,13 @@ def resume(ledger: Ledger, stack: str, pod: str, now: float) -> RolloutRecord | 
     return rec
 
 
-def undo_target(rec: RolloutRecord | None, current: str) -> AvailableRevision | None:
+def undo_target(
+    rec: RolloutRecord | None, current: str, stack: DesiredStack | None = None
+) -> AvailableRevision | None:
     """`rollout undo` without `--to-revision`: the last fully available revision before
-    `current` (the one running now), failed ones skipped."""
-    return None if rec is None else rollback_target(rec, current)
+    `current` (the one running now), failed ones skipped (and, given `stack`, those
+    that cannot run in it now: `cannot_run`)."""
+    return None if rec is None else rollback_target(rec, current, stack)
 
 
 def undo(

@@ -29,7 +29,7 @@ def rendered(loaded: LoadedInputs) -> list[dict[str, Any]]:
 
 
 def _budget(pod: dict[str, Any]) -> dict[str, Any]:
-    """The rolling-update budget of a rendered pod (its other `rollout` fields keep their defaults)."""
+    """The rolling-update budget of a rendered pod (its other `rollout` fields: defaults)."""
     return {k: pod["rollout"][k] for k in ("max_surge", "max_unavailable")}
 
 

@@ -8,8 +8,8 @@ from podctl.health.model import ContainerHealth
 from podctl.reconcile.ledger import AvailableRevision, Ledger, RestartRecord, rollout_key
 from podctl.reconcile.plan import plan
 from podctl.reconcile.rollout import pause, resume, rollout_budget, undo, undo_target
-from podctl.reconcile.steps import Plan, RecordRollout
-from podctl.spec.model import RolloutSpec
+from podctl.reconcile.steps import Plan, RecordRollout, RunContainer
+from podctl.spec.model import ContainerTemplate, MountSpec, RolloutSpec
 from tests.unit.planbuild import container, observed, pod, rolling, stack, template
 
 NOW = 2000.0
@@ -411,3 +411,49 @@ def test_apply_records_the_rollout_and_emits_its_event() -> None:
     # It survives the state directory's JSON round trip.
     again = msgspec.json.decode(msgspec.json.encode(ledger), type=Ledger)
     assert again.rollouts[KEY] == rec_step.record
+
+
+def _with_config_mount(name: str = "app.conf") -> ContainerTemplate:
+    mount = MountSpec(kind="config", source=name, target="/etc/app.conf")
+    return msgspec.structs.replace(template(readiness=True), mounts=(mount,))
+
+
+def test_rollback_skips_a_revision_whose_config_left_the_stack() -> None:
+    """A rollback target must be runnable as the stack is now: R1 mounted a config the
+    stack no longer has, so R0 (older, runnable) is chosen; with none, no rollback."""
+    desired = stack(pod(revision=R2, readiness=True))
+    n0 = container("web", 0, revision=R2, started_at=1950.0)
+    obs = observed(*old3(), n0)
+    health = {c.id: ContainerHealth(started=True, ready=True) for c in obs.containers}
+    health[n0.id] = ContainerHealth(started=True, ready=False)
+    r0 = AvailableRevision(revision="rev0zzzzzzzz", template=template(readiness=True), at=500.0)
+    r1 = AvailableRevision(revision=R1, template=_with_config_mount(), at=1000.0)
+    p = run(desired, obs, rolling(started_at=1000.0, available=(r0, r1)), health, now=1600.0)
+    assert "RolledBack: rolled back to revision rev0zz" in p.render()
+    p = run(desired, obs, rolling(started_at=1000.0, available=(r1,)), health, now=1600.0)
+    (failed,) = p.steps
+    assert "not rolled back: no fully available revision" in failed.cause
+
+
+def test_an_override_that_cannot_run_holds_and_creates_nothing() -> None:
+    """An undo to R1 (which mounts a config) made while the stack had the config; the
+    config then leaves the stack with the pod's entry unchanged: the override holds,
+    but no replica of it is created and the running ones stay, with the reason shown."""
+    desired = stack(pod(revision=R2, replicas=2))
+    ledger = rolling(status="complete")
+    undo(ledger, "shop", desired.pods[0], revision=R1, template=_with_config_mount(), now=NOW)
+    obs = observed(container("web", 0, revision=R2), container("web", 1, revision=R2))
+    p = run(desired, obs, ledger)
+    assert p.render() == (
+        "[] -> #1 rollout:shop/web, RecordRollout,"
+        " RolloutStarted: rolling out revision rev1aa (from rev2bb; undo)"
+    )
+    msg = "rollout override cannot run: config app.conf is no longer in the stack"
+    assert p.rollouts[0].message == msg
+    assert {s.reason for s in p.status} == {msg}
+    # A lost replica is not recreated from the override either: pending, with the reason.
+    p = run(desired, observed(container("web", 0, revision=R2)), ledger)
+    assert not any(isinstance(s, RunContainer) for s in p.steps)
+    assert [(s.replica, s.phase, s.reason) for s in p.status if s.container_id is None] == [
+        (1, "Pending", msg)
+    ]

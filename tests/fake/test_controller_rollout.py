@@ -1,0 +1,124 @@
+"""Rollouts through the controller against FakeRuntime: the automatic rollback runs
+the revision it returns to (templates from the revision history, containers built
+from the override's template), and rollout records follow the stacks run."""
+
+from __future__ import annotations
+
+import anyio
+import pytest
+
+from podctl import labels
+from podctl.reconcile.controller import Controller
+from podctl.reconcile.ledger import Ledger, RolloutRecord, rollout_key
+from podctl.runtime.fake import FakeRuntime
+from podctl.spec.model import RolloutSpec
+from tests.unit.planbuild import pod, stack, template
+
+pytestmark = pytest.mark.anyio
+
+R1, R2 = "rev1aaaaaaaa", "rev2bbbbbbbb"
+START = 10_000.0
+
+
+async def settle(c: Controller, passes: int = 20) -> None:
+    """Passes until one plans nothing (bounded: a held rollout keeps its steps)."""
+    with anyio.fail_after(10):
+        for _ in range(passes):
+            await c.reconcile_once()
+            if not c.last_plan.steps:
+                return
+
+
+def revisions(rt: FakeRuntime) -> list[str]:
+    return sorted(c.labels[labels.REVISION] for c in rt.running("shop"))
+
+
+def _failing_edit() -> tuple[Controller, FakeRuntime, list[float]]:
+    """rev1 runs; the file moves to rev2 (another image), whose surge replica exits at
+    once and is not restarted (`restart: never`): it never becomes available."""
+    now = [START]
+    rt = FakeRuntime(clock=lambda: now[0], call_timeout_s=0.5)
+    spec = RolloutSpec(progress_deadline_s=60.0)
+    v1 = pod(replicas=2, revision=R1, restart="never", rollout=spec)
+    v2 = pod(replicas=2, revision=R2, restart="never", rollout=spec, image="busybox:1.37")
+    rt.add_image("busybox:1.37")
+    c = Controller(rt, [stack(v1)], clock=lambda: now[0], templates=lambda: {R1: template()})
+    c._test_next = stack(v2)  # type: ignore[attr-defined]
+    return c, rt, now
+
+
+async def start_failing_rollout(c: Controller, rt: FakeRuntime) -> None:
+    await settle(c)
+    assert revisions(rt) == [R1, R1]
+    c.set_stacks([c._test_next])  # type: ignore[attr-defined]
+    await c.reconcile_once()  # RolloutStarted and the surge replica
+    (new,) = [x for x in rt.running("shop") if x.labels[labels.REVISION] == R2]
+    rt.crash(new.id, exit_code=1)
+    await settle(c)
+    assert revisions(rt) == [R1, R1]  # the old ones stay while the new one is down
+    assert c.last_plan.rollouts[0].state == "progressing"
+
+
+def all_revisions(rt: FakeRuntime) -> list[str]:
+    return sorted(x.labels[labels.REVISION] for x in rt.containers.values() if x.labelled)
+
+
+async def test_a_failed_rollout_rolls_back_to_the_revision_from_the_history() -> None:
+    c, rt, now = _failing_edit()
+    await start_failing_rollout(c, rt)
+    now[0] += 61.0
+    await settle(c)
+    reasons = [e.reason for e in c.events.history()]
+    assert "RolloutFailed" in reasons and "RolledBack" in reasons
+    assert all_revisions(rt) == [R1, R1]  # the failed replica went; the old ones stayed
+    status = c.last_plan.rollouts[0]
+    assert (status.state, status.override, status.revision) == ("rolled-back", "rollback", R1)
+
+    # A replica lost now is recreated from the override's template (rev1's image and
+    # revision label), not from the file's (rev2).
+    victim = rt.running("shop")[0]
+    rt.delete(victim.id)
+    await settle(c)
+    assert revisions(rt) == [R1, R1]
+    (replacement,) = [
+        x for x in rt.running("shop") if x.spec is not None and x.started_at == now[0]
+    ]
+    assert replacement.image == template().image
+    assert replacement.labels[labels.REVISION] == R1
+
+
+async def test_without_the_history_template_the_failed_rollout_is_held() -> None:
+    c, rt, now = _failing_edit()
+    c.templates = dict  # no revision history: rev1's template is not known
+    await start_failing_rollout(c, rt)
+    now[0] += 61.0
+    await settle(c)
+    status = c.last_plan.rollouts[0]
+    assert status.state == "failed"
+    assert "not rolled back: no fully available revision" in status.message
+    assert all_revisions(rt) == [R1, R1, R2]  # held: nothing removed
+
+
+async def test_rollout_records_of_pods_that_left_the_stacks_are_forgotten() -> None:
+    rt = FakeRuntime(call_timeout_s=0.5)
+    rec = RolloutRecord(revision=R1, file_revision=R1, started_at=1.0, status="complete")
+    ledger = Ledger(
+        rollouts={
+            rollout_key("shop", "web"): rec,
+            rollout_key("shop", "gone"): rec,
+            rollout_key("other", "api"): rec,  # another podctl's stack: not ours to drop
+        }
+    )
+    saved: list[set[str]] = []
+
+    async def save(led: Ledger) -> None:
+        saved.append(set(led.rollouts))
+
+    c = Controller(rt, [stack(pod(replicas=1, revision=R1))], ledger=ledger, on_ledger_change=save)
+    await c.reconcile_once()
+    assert set(ledger.rollouts) == {"shop/web", "other/api"}
+    assert saved and saved[0] == {"shop/web", "other/api"}
+    # A pod removed from the file later goes too.
+    c.set_stacks([stack(pod("api", replicas=1, revision=R1))])
+    await c.reconcile_once()
+    assert set(ledger.rollouts) == {"other/api"}
