@@ -9,11 +9,17 @@ so a failure replays exactly from the example Hypothesis prints.
 
 Invariants:
 
-- SURGE_EVERY_PASS: a pass never grows a pod past `replicas + max_surge`
-  containers (counting every state): after the pass, count <= max(count before,
-  budget). A pass whose engine calls failed may fail to shrink, never grow.
+- SURGE_EVERY_PASS: after every pass, the containers of a pod that podctl
+  keeps number at most `replicas + max_surge`. Containers it is removing (a
+  RemoveContainer step of the pass named them: scaled away, replaced, not
+  ready) are Terminating and do not count, as in Kubernetes: with the real loop
+  their stop runs in the background while the planner already treats them as
+  gone, and here a removal the engine refused leaves them behind.
 - SURGE_CLEAN_PASS: after a pass in which every step succeeded, a pod has at
-  most `replicas + max_surge` containers.
+  most `replicas + max_surge` containers, counting every one in any state.
+- AVAILABILITY_EVERY_PASS: a pass never makes fewer replica slots available
+  (running and ready) than `min(available before, replicas - max_unavailable)`:
+  crashes and failed probes may lower availability, podctl's removals may not.
 - BYSTANDERS: containers without podctl's stack label and another stack's
   containers are never touched (no call names them; their state is unchanged).
 - CONVERGENCE: once faults stop, within CONVERGE_PASSES passes (clock advanced
@@ -47,6 +53,7 @@ from podctl import labels
 from podctl.health.model import ContainerHealth, HealthView
 from podctl.reconcile.controller import Controller, Event, ProbeTarget
 from podctl.reconcile.plan import rollout_budget
+from podctl.reconcile.steps import RemoveContainer
 from podctl.runtime.errors import Conflict, EngineUnavailable
 from podctl.runtime.fake import FakeContainer, FakeRuntime
 from podctl.spec.model import DesiredPod, DesiredStack, RolloutSpec
@@ -186,11 +193,6 @@ class ControllerModel(RuleBasedStateMachine):
         assert found is not None
         return found
 
-    def budget(self, name: str) -> int:
-        p = self.desired_pod(name)
-        surge, _ = rollout_budget(p.rollout, p.replicas)
-        return p.replicas + surge
-
     def shop_containers(self, pod_name: str | None = None) -> list[FakeContainer]:
         return [
             c
@@ -215,15 +217,47 @@ class ControllerModel(RuleBasedStateMachine):
         taken = {int(c.labels[labels.REPLICA]) for c in self.shop_containers(name)}
         return len(set(range(n)) - taken)
 
+    def available(self, name: str) -> int:
+        """Replica slots with a running container that is ready, as the planner sees it."""
+        p = self.desired_pod(name)
+        view = self.prober.view()
+        probed = p.template.readiness is not None
+        slots = set()
+        for c in self.running_shop(name):
+            h = view.get(c.id)
+            ok = (
+                h is not None and h.ready and h.started and h.restart_reason is None
+                if probed
+                else True
+            )
+            slot = int(c.labels[labels.REPLICA])
+            if ok and slot < p.replicas:
+                slots.add(slot)
+        return len(slots)
+
     def one_pass(self) -> bool:
-        """One reconcile pass with the surge checks; True when it planned nothing."""
+        """One reconcile pass with the surge and availability checks; True when it
+        planned nothing."""
         self.drain_events()
-        before = {name: len(self.shop_containers(name)) for name in PODS}
         missing = {name: self.missing_slots(name) for name in PODS}
+        available = {name: self.available(name) for name in PODS}
+        plan_before = self.controller.last_plan
         self.portal.call(self.controller.reconcile_once)
+        if self.controller.last_plan is plan_before:
+            return False  # the snapshot failed (engine down): nothing was planned or done
         failed = [e for e in self.drain_events() if e.reason == "Failed"]
+        removing = {
+            s.container_id
+            for s in self.controller.last_plan.steps
+            if isinstance(s, RemoveContainer)
+        }
         for name in PODS:
-            count, budget = len(self.shop_containers(name)), self.budget(name)
+            p = self.desired_pod(name)
+            surge, unavailable = rollout_budget(p.rollout, p.replicas)
+            budget = p.replicas + surge
+            containers = self.shop_containers(name)
+            count = len(containers)
+            kept = len([c for c in containers if c.id not in removing])
             detail = self.describe(name)
             # KNOWN_BUG_SURGE_IGNORES_EMPTY_SLOTS: the excess that bug explains
             # (empty slots filled in the same pass as surges), and what is left of it.
@@ -231,8 +265,8 @@ class ControllerModel(RuleBasedStateMachine):
             if KNOWN_BUG_SURGE_IGNORES_EMPTY_SLOTS:
                 allowance = self.bug_excess[name] + missing[name]
             # SURGE_EVERY_PASS
-            assert count <= max(before[name], budget + allowance), (
-                f"pod {name} grew from {before[name]} to {count} containers in one pass, "
+            assert kept <= budget + allowance, (
+                f"pod {name} keeps {kept} containers after a pass, "
                 f"past its budget replicas+max_surge={budget}: {detail}"
             )
             if self.controller.engine_ok and not failed:
@@ -241,7 +275,13 @@ class ControllerModel(RuleBasedStateMachine):
                     f"pod {name} has {count} containers after a clean pass, "
                     f"budget replicas+max_surge={budget}: {detail}"
                 )
-            self.bug_excess[name] = min(max(count - budget, 0), allowance)
+            self.bug_excess[name] = min(max(kept - budget, 0), allowance)
+            # AVAILABILITY_EVERY_PASS
+            floor = min(available[name], p.replicas - unavailable)
+            assert self.available(name) >= floor, (
+                f"pod {name}: {self.available(name)} of {p.replicas} replicas available after "
+                f"a pass, {available[name]} before, max_unavailable={unavailable}: {detail}"
+            )
         return self.controller.engine_ok and not self.controller.last_plan.steps
 
     def describe(self, name: str) -> str:
@@ -460,7 +500,8 @@ ControllerModel.TestCase.settings = settings(
     database=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
-TestControllerModel = ControllerModel.TestCase
+# Shrinking a counterexample can take minutes: let Hypothesis report it.
+TestControllerModel = pytest.mark.timeout(900)(ControllerModel.TestCase)
 
 
 @pytest.mark.anyio
