@@ -39,7 +39,7 @@ import anyio
 import anyio.from_thread
 import msgspec
 import pytest
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
@@ -156,7 +156,6 @@ class ControllerModel(RuleBasedStateMachine):
         self.controller = self._new_controller()
         self.bystanders: dict[str, tuple[str, float | None]] = {}
         self.other_network: set[str] = set()
-        self.max_passes_to_converge = 0
         self.bug_excess = dict.fromkeys(PODS, 0)
 
     def teardown(self) -> None:
@@ -430,7 +429,7 @@ class ControllerModel(RuleBasedStateMachine):
             )
             self.prober.probe()
             if quiet and not self.convergence_problems():
-                self.max_passes_to_converge = max(self.max_passes_to_converge, n)
+                event(f"converged in {n} passes")
                 return
             self.now += 301.0  # past any crash-loop or pull back-off
         raise AssertionError(
@@ -524,3 +523,31 @@ async def test_scale_up_with_an_edit_stays_within_surge() -> None:
     await c.reconcile_once()
     names = sorted(x.name for x in rt.containers.values() if x.labels.get(labels.STACK) == STACK)
     assert len(names) <= 3 + 1, names
+
+
+@pytest.mark.anyio
+@pytest.mark.xfail(
+    strict=True,
+    reason="known bug: a scale-down during a roll keeps every surged pair, past the new budget",
+)
+async def test_scale_down_during_a_roll_stays_within_surge() -> None:
+    """4 replicas rolling with max_surge 50% (2 pairs old+new), scaled to 2: the
+    budget is 2 + 1, but both pairs in slots 0 and 1 are kept until the new
+    containers are ready (for ever, if they never are). Found by reasoning about
+    the model; the random search has not reached it (7 specific steps)."""
+    rollout = RolloutSpec(max_surge="50%", max_unavailable=0)
+    rt = FakeRuntime(clock=lambda: 1000.0)
+    prober = FakeProber(World())
+    c = Controller(
+        rt, [stack(make_pod("web", 4, "a", rollout))], prober=prober, clock=lambda: 1000.0
+    )
+    for _ in range(3):
+        await c.reconcile_once()
+        prober.probe()
+    assert [s.ready for s in c.status()] == [True] * 4
+    c.set_stacks([stack(make_pod("web", 4, "b", rollout))])
+    await c.reconcile_once()  # slots 0 and 1 surge: 6 containers, budget 4 + 2
+    c.set_stacks([stack(make_pod("web", 2, "b", rollout))])
+    await c.reconcile_once()
+    names = sorted(x.name for x in rt.containers.values() if x.labels.get(labels.STACK) == STACK)
+    assert len(names) <= 2 + 1, names
