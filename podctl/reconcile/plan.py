@@ -665,9 +665,18 @@ class _Planner:
                 if hold is None and (available(nw) or not is_ready(o)):
                     why = f"replaced by {nw.name} (revision {short(revision)})"
                     self.remove(o, pod, grace, why)
+                    self.upkeep(nw, pod, slot)
+                    continue
+                if roll is None:
+                    roll = self.roll_counts(pod, slots, available)
+                if hold is None and roll[2] + total_change > n + roll[0]:
+                    # Scaled down mid-rollout: the surge is over its new budget. The
+                    # new container that is not available yet goes; the old one serves.
+                    self.remove(nw, pod, grace, f"surge over budget: scaled to {n} mid-rollout")
+                    total_change -= 1
                 else:
-                    self.upkeep(o, pod, slot, note=hold)
-                self.upkeep(nw, pod, slot)
+                    self.upkeep(nw, pod, slot)
+                self.upkeep(o, pod, slot, note=hold)
                 continue
             if new:
                 self.upkeep(new[0], pod, slot)
@@ -678,12 +687,7 @@ class _Planner:
                 continue
             # Only an outdated container in this slot: roll it.
             if roll is None:
-                roll = (
-                    *rollout_budget(pod.rollout, n),
-                    # Missing slots are created this pass too: they count as existing.
-                    sum(len(v) for v in slots.values()) + n - len(slots),
-                    sum(1 for v in slots.values() if any(available(c) for c in v)),
-                )
+                roll = self.roll_counts(pod, slots, available)
             surge, unavailable, total, avail = roll
             if not is_ready(o):
                 rid = self.remove(o, pod, grace, cause + "; old not ready")
@@ -698,6 +702,21 @@ class _Planner:
                 create(slot, cause, after=rid)
             else:
                 self.upkeep(o, pod, slot, note="rollout waiting for availability")
+
+    @staticmethod
+    def roll_counts(
+        pod: DesiredPod,
+        slots: Mapping[int, Sequence[ContainerInfo]],
+        available: Callable[[ContainerInfo], bool],
+    ) -> tuple[int, int, int, int]:
+        """(max_surge, max_unavailable, containers, available slots) of a pod mid-roll."""
+        n = pod.replicas
+        return (
+            *rollout_budget(pod.rollout, n),
+            # Missing slots are created this pass too: they count as existing.
+            sum(len(v) for v in slots.values()) + n - len(slots),
+            sum(1 for v in slots.values() if any(available(c) for c in v)),
+        )
 
     # -- one container -----------------------------------------------------
 

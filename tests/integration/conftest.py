@@ -4,10 +4,16 @@
   exists without a registry.
 - `stack_name`: a unique stack name per test (`t-<hex>`); every object a test
   creates carries it in `io.podctl.stack`.
-- `docker_cleanup` (autouse for `docker` tests): after the test, pass or fail,
-  force-removes every container, network and volume labelled with the test's
-  stack name, plus any stack registered with `docker_cleanup.add(name)`.
+- `docker_cleanup` (autouse for `docker` tests): after the test and its other
+  fixtures (a `podctl run` of `pc` is stopped with SIGTERM, as a user stops it),
+  every container, network and volume still labelled with the test's stack name,
+  or a stack registered with `docker_cleanup.add(name)`, is a leak: the fixture
+  force-removes it, then fails the test naming what leaked. A test that keeps
+  objects on purpose (`--keep`, volumes, which `down` keeps unless `--volumes`)
+  removes them itself, through podctl where it can.
 - `docker_runtime`: a `DockerRuntime`, closed after the test.
+- `pc`: a podctl installation; its `podctl run` is stopped with SIGTERM (then
+  killed if it does not exit) when the test ends.
 
 Cleanup goes through the `docker` CLI on purpose: it must work even when the
 runtime under test is broken or its event loop is gone.
@@ -38,6 +44,23 @@ def _docker(*args: str) -> list[str]:
     return [line for line in proc.stdout.split() if line]
 
 
+def _names(kind: str, selector: str) -> list[str]:
+    """Names of the `kind` objects (container/network/volume) matching `selector`."""
+    if kind == "container":
+        return _docker("ps", "-a", "--filter", selector, "--format", "{{.Names}}")
+    return _docker(kind, "ls", "--filter", selector, "--format", "{{.Name}}")
+
+
+def stack_objects(stack: str) -> list[str]:
+    """Every object labelled with `stack`, as "kind name"."""
+    selector = f"label={labels.STACK}={stack}"
+    return [
+        f"{kind} {name}"
+        for kind in ("container", "network", "volume")
+        for name in _names(kind, selector)
+    ]
+
+
 def remove_stack_objects(stack: str) -> None:
     """Force-remove everything labelled with `stack` (containers first, then networks)."""
     selector = f"label={labels.STACK}={stack}"
@@ -61,6 +84,9 @@ class StackCleanup:
     def add(self, stack: str) -> str:
         self.stacks.append(stack)
         return stack
+
+    def leaks(self) -> list[str]:
+        return [obj for stack in self.stacks for obj in stack_objects(stack)]
 
     def run(self) -> None:
         for stack in self.stacks:
@@ -92,7 +118,17 @@ def docker_cleanup(request: pytest.FixtureRequest) -> Iterator[StackCleanup]:
     try:
         yield cleanup
     finally:
+        # The other fixtures are torn down by now (this one is set up first).
+        leaked = cleanup.leaks()
         cleanup.run()
+    if leaked:
+        left = cleanup.leaks()
+        pytest.fail(
+            "the test left labelled objects behind (removed now): "
+            + ", ".join(leaked)
+            + (f"; and these would not go: {', '.join(left)}" if left else ""),
+            pytrace=False,
+        )
 
 
 @pytest.fixture
@@ -113,5 +149,7 @@ def pc(tmp_path: Path, seeded_images: list[str]) -> Iterator[Podctl]:
     p = Podctl(tmp_path)
     try:
         yield p
+        if p.proc is not None and p.proc.poll() is None:
+            p.stop()  # SIGTERM: podctl removes its stacks' containers and networks
     finally:
         p.close()

@@ -6,6 +6,7 @@ import asyncio
 import json
 import subprocess
 import time
+from collections.abc import AsyncIterator
 from contextlib import aclosing
 from pathlib import Path
 from typing import Any
@@ -63,11 +64,18 @@ async def run_container(
 
 
 @pytest.fixture
-async def stack_network(docker_runtime: DockerRuntime, stack_name: str) -> str:
-    net = await docker_runtime.create_network(
+async def stack_network(docker_runtime: DockerRuntime, stack_name: str) -> AsyncIterator[str]:
+    """The stack's network; when the test ends, its containers and the network are
+    removed through the runtime under test (the autouse fixture fails a leak)."""
+    rt = docker_runtime
+    net = await rt.create_network(
         stack_network_name(stack_name), {labels.STACK: stack_name, labels.KIND: "network"}
     )
-    return net.id
+    yield net.id
+    for c in await rt.list_containers(stack_name):
+        await rt.remove_container(c.id)
+    for n in await rt.list_networks(stack_name):
+        await rt.remove_network(n.id)
 
 
 async def test_network_and_container_carry_labels_and_limits(

@@ -67,6 +67,14 @@ async def test_dnat_round_robin_and_removed_endpoint(
 ) -> None:
     net = f"{stack_name}-net"
     docker("network", "create", "--label", f"{labels.STACK}={stack_name}", net)
+    try:
+        await serve_through_nft(stack_name, net)
+    finally:
+        docker("rm", "-f", f"{stack_name}-a", f"{stack_name}-b", check=False)
+        docker("network", "rm", net)
+
+
+async def serve_through_nft(stack_name: str, net: str) -> None:
     a = start_backend(stack_name, net, f"{stack_name}-a")
     b = start_backend(stack_name, net, f"{stack_name}-b")
     for ep in (a, b):  # httpd is up (reached directly, not through podctl)

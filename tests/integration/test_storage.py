@@ -18,12 +18,13 @@ CANARY = "canary-5ecret-value-93f1c2"
 
 
 @pytest.fixture
-def volumes_cleanup(stack_name: str) -> Iterator[None]:
+def volumes_cleanup(pc: Podctl, stack_name: str) -> Iterator[None]:
+    """Volumes outlive `podctl run` by design: these tests remove theirs as a user
+    would, with `podctl down --volumes` once podctl has stopped."""
     yield
-    for vol in docker(
-        "volume", "ls", "-q", "--filter", f"label=io.podctl.stack={stack_name}"
-    ).split():
-        docker("volume", "rm", "-f", vol, check=False)
+    if pc.proc is not None and pc.proc.poll() is None:
+        pc.stop()
+    pc.cli("down", stack_name, "--volumes", check=True)
 
 
 def write(path: Path, text: str) -> Path:
