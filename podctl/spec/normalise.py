@@ -25,6 +25,7 @@ import msgspec
 
 from podctl import defaults, labels
 from podctl.spec import limits, model, schema
+from podctl.spec.digest import source_digest
 from podctl.spec.errors import FieldError, FieldPath
 from podctl.spec.paths import PathEscape, resolve_in_stack
 from podctl.spec.units import parse_cpus, parse_duration, parse_mode, parse_size
@@ -46,13 +47,9 @@ SECRET_MODE = 0o400
 CONFIG_MODE = 0o444
 # Docker refuses memory limits below 6 MiB (linuxMinMemory in the daemon).
 MIN_MEMORY_BYTES = 6 * 1024 * 1024
-DIGEST_LEN = 12
+REVISION_LEN = 12  # hex digits of a pod revision (the io.podctl.revision label)
 
 T = TypeVar("T")
-
-
-def short_digest(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()[:DIGEST_LEN]
 
 
 def context_digest(directory: str) -> str:
@@ -91,7 +88,7 @@ def pod_revision(template: model.ContainerTemplate, digests: Iterable[str]) -> s
     h = hashlib.sha256(msgspec.json.encode(template, order="deterministic"))
     for digest in sorted(digests):
         h.update(b"\0" + digest.encode())
-    return h.hexdigest()[:DIGEST_LEN]
+    return h.hexdigest()[:REVISION_LEN]
 
 
 def unprivileged_port_start() -> int:
@@ -254,13 +251,13 @@ def _configs(ctx: _Context) -> tuple[model.DesiredConfig, ...]:
             continue
         if config.data is not None:
             data = config.data.encode()
-            out.append(model.DesiredConfig(name=name, digest=short_digest(data), data=data))
+            out.append(model.DesiredConfig(name=name, digest=source_digest(data), data=data))
             continue
         assert config.file is not None
         found = ctx.read_source((*path, "file"), config.file, "config file")
         if found is not None:
             real, content = found
-            out.append(model.DesiredConfig(name=name, digest=short_digest(content), file=real))
+            out.append(model.DesiredConfig(name=name, digest=source_digest(content), file=real))
     return tuple(out)
 
 
@@ -285,14 +282,14 @@ def _secrets(ctx: _Context) -> tuple[model.DesiredSecret, ...]:
                 )
                 continue
             out.append(
-                model.DesiredSecret(name=name, digest=short_digest(value.encode()), env=secret.env)
+                model.DesiredSecret(name=name, digest=source_digest(value.encode()), env=secret.env)
             )
             continue
         assert secret.file is not None
         found = ctx.read_source((*path, "file"), secret.file, "secret file")
         if found is not None:
             real, content = found
-            out.append(model.DesiredSecret(name=name, digest=short_digest(content), file=real))
+            out.append(model.DesiredSecret(name=name, digest=source_digest(content), file=real))
     return tuple(out)
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from podctl.storage.digest import content_digest, digest_matches, short_digest
+from podctl.spec.digest import content_digest, digest_matches, short_digest
 from podctl.storage.errors import (
     DigestMismatch,
     SourceError,

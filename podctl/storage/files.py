@@ -29,8 +29,8 @@ import anyio.to_thread
 import msgspec
 
 from podctl.runtime.protocol import MountBinding
+from podctl.spec.digest import content_digest, digest_matches, digest_token, short_digest
 from podctl.storage.atomic import atomic_write
-from podctl.storage.digest import content_digest, digest_matches, digest_token, short_digest
 from podctl.storage.errors import (
     DigestMismatch,
     SourceError,

@@ -19,7 +19,7 @@ import re
 import threading
 from typing import TYPE_CHECKING
 
-from podctl.storage.digest import content_digest, short_digest
+from podctl.spec.digest import content_digest, short_digest
 from podctl.storage.files import load_secret
 
 if TYPE_CHECKING:

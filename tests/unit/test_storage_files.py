@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from podctl.runtime.protocol import MountBinding
+from podctl.spec.digest import content_digest
 from podctl.spec.model import (
     ContainerTemplate,
     DesiredConfig,
@@ -18,7 +19,6 @@ from podctl.spec.model import (
     MountSpec,
 )
 from podctl.storage import paths
-from podctl.storage.digest import content_digest
 from podctl.storage.errors import DigestMismatch, SourceError, StateWriteError
 from podctl.storage.files import StackFiles, load_config, load_secret, read_secret
 

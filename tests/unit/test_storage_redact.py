@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from podctl.storage.digest import content_digest
+from podctl.spec.digest import content_digest
 from podctl.storage.redact import Redactor, install_log_redaction, secret_ref
 
 CANARY = "canary-7f3a9c1e-do-not-leak"

@@ -1,8 +1,13 @@
-"""Content digests of configs and secrets.
+"""Content digests of configs and secrets: the one place podctl hashes content.
 
-The contract: a digest is `sha256:<hex>` of the raw content bytes (for an env-sourced
-secret, the variable's value encoded as UTF-8). podctl hashes digests into pod revisions
-and shows short digests to users; the content itself is never shown.
+A digest names content without showing it. Two forms exist, both sha256:
+- `source_digest(data)`: the first 12 hex digits, what a stack's configs and
+  secrets carry (`DesiredConfig.digest`). It goes into each pod's revision hash
+  and into the materialised file names, so it must never change form: that would
+  roll every pod of every stack.
+- `content_digest(data)`: `sha256:<hex>`, the full form (redaction, checks).
+Any of them may be shown as `short_digest()` (`sha256:abcd1234`) and checked with
+`digest_matches()`, which accepts a prefix. The content itself is never shown.
 """
 
 from __future__ import annotations
@@ -16,6 +21,14 @@ SHORT_LEN = 8
 _HEX = re.compile(r"^[0-9a-f]+$")
 # A digest shorter than this is too weak to detect a change reliably.
 _MIN_HEX = 8
+
+
+SOURCE_DIGEST_LEN = 12
+
+
+def source_digest(data: bytes) -> str:
+    """The first 12 hex digits of sha256(data): a config's or secret's digest in a stack."""
+    return hashlib.sha256(data).hexdigest()[:SOURCE_DIGEST_LEN]
 
 
 def content_digest(data: bytes) -> str:
