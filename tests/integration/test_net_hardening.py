@@ -179,8 +179,17 @@ def bridge(stack_name: str) -> Iterator[tuple[str, str, str]]:
     name = f"{stack_name}-net"
     docker("network", "create", "--label", f"io.podctl.stack={stack_name}", name)
     (cfg,) = json.loads(docker("network", "inspect", name, "--format", "{{json .IPAM.Config}}"))
-    yield name, str(cfg["Gateway"]), str(cfg["Subnet"])
-    # docker_cleanup removes it (and the containers) even when the test fails.
+    try:
+        yield name, str(cfg["Gateway"]), str(cfg["Subnet"])
+    finally:
+        # The test's own object: removed here (docker_cleanup would fail the test for
+        # it). The engine may still be releasing the --rm clients' endpoints.
+        for _ in range(50):
+            if docker("network", "rm", name, check=False) or not docker(
+                "network", "ls", "-q", "--filter", f"name=^{name}$"
+            ):
+                break
+            time.sleep(0.2)
 
 
 async def nc_from(network: str, gateway: str, port: int, stack: str) -> str:
