@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from podctl.net.services import ServiceRouter
     from podctl.reconcile.controller import Controller
     from podctl.reconcile.events import Event
+    from podctl.reconcile.steps import ReplicaStatus
     from podctl.storage.redact import Redactor
 
 
@@ -101,8 +102,21 @@ class ControlHandlers:
     def _reply(self, data: Any) -> Reply:
         return Reply(ok=True, data=msgspec.to_builtins(data), engine=self._engine())
 
-    def _status(self, stack: str | None) -> list[Any]:
-        return [s for s in self.controller.status() if stack is None or s.stack == stack]
+    def _status(self, stack: str | None) -> list[ReplicaStatus]:
+        return [
+            self._live(s) for s in self.controller.status() if stack is None or s.stack == stack
+        ]
+
+    def _live(self, s: ReplicaStatus) -> ReplicaStatus:
+        """The replica with its probe message as of now. A failing probe's message
+        changing (connection refused, then HTTP 404) does not wake the planner, so
+        the reason of its last pass may be stale; the health store is not."""
+        if s.ready or s.container_id is None or not (s.reason or "").startswith("Unhealthy"):
+            return s
+        h = self.health.get(s.container_id)
+        if h is None or h.ready or not h.message:
+            return s
+        return msgspec.structs.replace(s, reason=f"Unhealthy: {h.message}")
 
     def _event_row(self, e: Event) -> EventRow:
         return EventRow(
@@ -176,11 +190,12 @@ class ControlHandlers:
 
     def describe_pod(self, name: str) -> Reply:
         try:
-            s = find_replica(self.controller.status(), name)
+            found = find_replica(self.controller.status(), name)
         except LookupError as exc:
             return Reply(ok=False, error=str(exc))
-        if s is None:
+        if found is None:
             return Reply(ok=False, error=f"no pod replica named {name!r} (see `podctl get pods`)")
+        s = self._live(found)
         stack = self.controller.stack(s.stack)
         pod = stack.pod(s.pod) if stack else None
         probes: dict[str, Any] = {}
