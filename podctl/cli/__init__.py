@@ -17,11 +17,11 @@ import msgspec
 import typer
 
 from podctl.api import client
-from podctl.api.schema import PodRow, Reply, Request, ServiceRow, StackRow
+from podctl.api.schema import PodRow, Request, ServiceRow, StackRow
+from podctl.cli import common
+from podctl.cli.common import EXIT_BAD_INPUT, EXIT_FAIL, OutputOpt, SetOpt
 from podctl.cli.output import Format, err, print_data, safe
-from podctl.runtime.errors import EngineError
 from podctl.spec.limits import DEFAULT_MAX_REPLICAS
-from podctl.storage import paths as storage_paths
 
 app = typer.Typer(
     name="podctl",
@@ -30,8 +30,6 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-
-EXIT_OK, EXIT_FAIL, EXIT_BAD_INPUT = 0, 1, 2
 
 POD_COLUMNS = [
     ("STACK", "stack"),
@@ -61,69 +59,6 @@ STACK_COLUMNS = [
     ("ENGINE", "engine"),
     ("SOURCE", "source"),
 ]
-
-OutputOpt = Annotated[Format, typer.Option("-o", "--output", help="table, json or yaml")]
-SetOpt = Annotated[
-    list[str] | None, typer.Option("--set", help="override a variable: --set key=value")
-]
-
-
-def _overrides(values: list[str] | None) -> dict[str, str]:
-    out = {}
-    for item in values or []:
-        if "=" not in item:
-            err(f"--set {item}: expected key=value")
-            raise typer.Exit(EXIT_BAD_INPUT)
-        k, v = item.split("=", 1)
-        out[k.strip()] = v
-    return out
-
-
-def _socket() -> Path:
-    return storage_paths.socket_path()
-
-
-def _ask(request: Request) -> Reply | None:
-    """Ask the running podctl; None when none is running."""
-
-    async def go() -> Reply:
-        return await client.call(_socket(), request)
-
-    try:
-        reply = anyio.run(go)
-    except client.NotRunning:
-        return None
-    if reply.engine != "ok":
-        err(f"warning: the Docker engine is not responding ({reply.engine}); last known state:")
-    return reply
-
-
-def _fail(message: str, code: int = EXIT_FAIL) -> typer.Exit:
-    err(f"error: {message}")
-    return typer.Exit(code)
-
-
-def _runtime() -> Any:
-    from podctl.runtime.docker import DockerRuntime
-
-    return DockerRuntime()
-
-
-def _offline(fn: Any, *args: Any) -> Any:
-    """Run `fn(runtime, *args)` against the engine directly (no podctl run active)."""
-
-    async def go() -> Any:
-        rt = _runtime()
-        try:
-            return await fn(rt, *args)
-        finally:
-            await rt.close()
-
-    try:
-        return anyio.run(go)
-    except EngineError as exc:
-        raise _fail(str(exc)) from exc
-
 
 # -- run / validate ------------------------------------------------------------
 
@@ -162,12 +97,12 @@ def run(
     if metrics is not None:
         host, _, port = metrics.rpartition(":")
         if not host or not port.isdigit():
-            raise _fail(f"--metrics {metrics}: expected HOST:PORT", EXIT_BAD_INPUT)
+            raise common.fail(f"--metrics {metrics}: expected HOST:PORT", EXIT_BAD_INPUT)
         metrics_addr = (host, int(port))
 
     code = run_foreground(
         files,
-        _overrides(set_),
+        common.overrides(set_),
         watch=not no_watch,
         keep=keep,
         verbose=verbose,
@@ -193,7 +128,7 @@ def validate(
     """Check stack files or Kubernetes YAML: exit 0, or exit 2 with FILE:LINE:COL: message lines."""
     from podctl import bridge
 
-    loaded = bridge.load(files, _overrides(set_), dict(os.environ), max_replicas=max_replicas)
+    loaded = bridge.load(files, common.overrides(set_), dict(os.environ), max_replicas=max_replicas)
     if report:
         for entry in loaded.report:
             typer.echo(str(entry))
@@ -216,7 +151,7 @@ def render(
     """Print the fully resolved stacks (secret values redacted)."""
     from podctl import bridge
 
-    loaded = bridge.load(files, _overrides(set_), dict(os.environ))
+    loaded = bridge.load(files, common.overrides(set_), dict(os.environ))
     if loaded.issues:
         for issue in loaded.issues:
             err(str(issue))
@@ -244,8 +179,8 @@ def export(
     from podctl import bridge
 
     if to not in ("kubernetes", "compose"):
-        raise _fail(f"--to {to}: expected kubernetes or compose", EXIT_BAD_INPUT)
-    loaded = bridge.load(files, _overrides(set_), dict(os.environ))
+        raise common.fail(f"--to {to}: expected kubernetes or compose", EXIT_BAD_INPUT)
+    loaded = bridge.load(files, common.overrides(set_), dict(os.environ))
     if loaded.issues:
         for issue in loaded.issues:
             err(str(issue))
@@ -280,17 +215,17 @@ def get(
     }
     k = kinds.get(kind)
     if k is None:
-        raise _fail(f"unknown kind {kind!r}: use pods, services or stacks", EXIT_BAD_INPUT)
+        raise common.fail(f"unknown kind {kind!r}: use pods, services or stacks", EXIT_BAD_INPUT)
     verb = {"pods": "get_pods", "services": "get_services", "stacks": "get_stacks"}[k]
-    reply = _ask(Request(verb=verb, stack=stack))  # type: ignore[arg-type]
+    reply = common.ask(Request(verb=verb, stack=stack))  # type: ignore[arg-type]
     if reply is not None:
         if not reply.ok:
-            raise _fail(reply.error or "request failed")
+            raise common.fail(reply.error or "request failed")
         data = reply.data
     else:
         from podctl.cli import offline
 
-        data = msgspec.to_builtins(_offline(getattr(offline, f"get_{k}"), stack))
+        data = msgspec.to_builtins(common.offline(getattr(offline, f"get_{k}"), stack))
     row_type: Any = {"pods": PodRow, "services": ServiceRow, "stacks": StackRow}[k]
     rows = msgspec.convert(data, list[row_type])
     columns = {"pods": POD_COLUMNS, "services": SERVICE_COLUMNS, "stacks": STACK_COLUMNS}[k]
@@ -308,15 +243,15 @@ def describe(
 ) -> None:
     """Show one replica (probes, last results, events) or one service (counters)."""
     verb = "describe_service" if kind in ("service", "services", "svc") else "describe_pod"
-    reply = _ask(Request(verb=verb, name=name))  # type: ignore[arg-type]
+    reply = common.ask(Request(verb=verb, name=name))  # type: ignore[arg-type]
     if reply is None:
         from podctl.cli import offline
 
-        data = _offline(offline.describe_pod, name) if verb == "describe_pod" else None
+        data = common.offline(offline.describe_pod, name) if verb == "describe_pod" else None
         if data is None:
-            raise _fail(f"no {kind} named {name!r}", EXIT_FAIL)
+            raise common.fail(f"no {kind} named {name!r}", EXIT_FAIL)
     elif not reply.ok:
-        raise _fail(reply.error or "request failed")
+        raise common.fail(reply.error or "request failed")
     else:
         data = reply.data
     fmt = Format.yaml if output is Format.table else output
@@ -348,9 +283,9 @@ def logs(
             out.flush()
 
     try:
-        _offline(go)
+        common.offline(go)
     except LookupError as exc:
-        raise _fail(str(exc)) from exc
+        raise common.fail(str(exc)) from exc
     except KeyboardInterrupt:
         pass
 
@@ -372,9 +307,9 @@ def exec_(
         return int(result.exit_code)
 
     try:
-        code = _offline(go)
+        code = common.offline(go)
     except LookupError as exc:
-        raise _fail(str(exc)) from exc
+        raise common.fail(str(exc)) from exc
     raise typer.Exit(code)
 
 
@@ -407,15 +342,15 @@ def events(
             print_data(rows, output, columns)
 
     if not follow:
-        reply = _ask(Request(verb="events", stack=stack))
+        reply = common.ask(Request(verb="events", stack=stack))
         if reply is None:
-            raise _fail("no podctl run is active (events live in the running instance)")
+            raise common.fail("no podctl run is active (events live in the running instance)")
         show(msgspec.convert(reply.data, list[EventRow]))
         return
 
     async def go() -> None:
         async for line in client.stream_lines(
-            _socket(), Request(verb="events", stack=stack, follow=True)
+            common.socket(), Request(verb="events", stack=stack, follow=True)
         ):
             show([msgspec.json.decode(line, type=EventRow)])
             sys.stdout.flush()
@@ -423,7 +358,7 @@ def events(
     try:
         anyio.run(go)
     except client.NotRunning as exc:
-        raise _fail("no podctl run is active") from exc
+        raise common.fail("no podctl run is active") from exc
     except KeyboardInterrupt:
         pass
 
@@ -438,13 +373,13 @@ def scale(
 ) -> None:
     """Set a pod's replica count in the running podctl (until the file changes)."""
     if "/" not in target:
-        raise _fail("expected STACK/POD", EXIT_BAD_INPUT)
+        raise common.fail("expected STACK/POD", EXIT_BAD_INPUT)
     stack, pod = target.split("/", 1)
-    reply = _ask(Request(verb="scale", stack=stack, name=pod, replicas=replicas))
+    reply = common.ask(Request(verb="scale", stack=stack, name=pod, replicas=replicas))
     if reply is None:
-        raise _fail("no podctl run is active; change `replicas` in the stack file instead")
+        raise common.fail("no podctl run is active; change `replicas` in the stack file instead")
     if not reply.ok:
-        raise _fail(reply.error or "scale failed")
+        raise common.fail(reply.error or "scale failed")
     typer.echo(f"{stack}/{pod} scaled to {replicas}")
 
 
@@ -454,7 +389,7 @@ def down(
     volumes: Annotated[bool, typer.Option("--volumes", help="also remove volumes")] = False,
 ) -> None:
     """Remove a stack's containers, then its network (volumes with --volumes)."""
-    reply = _ask(Request(verb="down", stack=stack, volumes=volumes))
+    reply = common.ask(Request(verb="down", stack=stack, volumes=volumes))
     if reply is not None and reply.ok:
         typer.echo(f"stack {stack} removed")
         return
@@ -462,9 +397,9 @@ def down(
     from podctl.storage.errors import StorageError
 
     try:
-        n = _offline(lambda rt: offline.down(rt, stack, volumes=volumes))
+        n = common.offline(lambda rt: offline.down(rt, stack, volumes=volumes))
     except StorageError as exc:  # the stack is run by a podctl on another socket
-        raise _fail(str(exc)) from exc
+        raise common.fail(str(exc)) from exc
     typer.echo(f"stack {stack} removed ({n} objects)" if n else f"stack {stack}: nothing to remove")
 
 
@@ -503,7 +438,7 @@ def systemd_unit(
     try:
         text = unit.render_unit(options)
     except unit.UnitError as exc:
-        raise _fail(str(exc), EXIT_BAD_INPUT) from exc
+        raise common.fail(str(exc), EXIT_BAD_INPUT) from exc
     sys.stdout.write(text)
 
 
