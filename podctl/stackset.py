@@ -18,6 +18,7 @@ import msgspec
 from podctl.runtime.errors import EngineError
 from podctl.spec import DEFAULT_MAX_REPLICAS
 from podctl.spec.errors import SpecError
+from podctl.stacksdir import PartialLoad
 from podctl.storage.errors import StateWriteError, StorageError
 
 if TYPE_CHECKING:
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
     from podctl.spec.model import ContainerTemplate, DesiredStack
     from podctl.storage.files import StackFiles
     from podctl.storage.history import RevisionHistory
+    from podctl.storage.locks import StackLocks
 
 log = logging.getLogger("podctl.stacks")
 
@@ -40,8 +42,13 @@ class StackSet:
         history: RevisionHistory | None = None,
         max_replicas: int = DEFAULT_MAX_REPLICAS,
         templates: dict[str, ContainerTemplate] | None = None,
+        locks: StackLocks | None = None,
     ) -> None:
         self.max_replicas = max_replicas
+        # The host-wide stack locks this process holds: a stack that joins the set
+        # (hot reload, a file added to the stacks directory) is locked first, and
+        # one that leaves it is unlocked once it is down.
+        self.locks = locks
         self.controller = controller
         self.files = files
         self.load = load
@@ -91,17 +98,44 @@ class StackSet:
         """Run `stacks` from now on. A stack no longer among them (renamed or removed
         from its file) goes down like `podctl down`: containers and network, not volumes."""
         before = {s.name: s for s in self.controller.stacks}
+        stacks = await self._lock_new(stacks, before)
         self.controller.set_stacks(stacks)
         for name in before.keys() - {s.name for s in stacks}:
             self.controller.events.emit(
                 name, f"stack:{name}", "Removed", f"{why}: taking the stack down"
             )
             await self.teardown(before[name], remove_volumes=False)
+            if self.locks is not None and self.controller.stack(name) is None:
+                self.locks.release_stack(name)
+
+    async def _lock_new(
+        self, stacks: Sequence[DesiredStack], before: dict[str, DesiredStack]
+    ) -> list[DesiredStack]:
+        """`stacks` without the new ones another podctl runs (reported, not run)."""
+        locks = self.locks
+        if locks is None:
+            return list(stacks)
+        out = []
+        for stack in stacks:
+            if stack.name not in before:
+                try:
+                    await anyio.to_thread.run_sync(locks.acquire, stack.name)
+                except StorageError as exc:
+                    log.error("not running stack %s: %s", stack.name, exc)
+                    self.controller.events.emit(
+                        stack.name, f"stack:{stack.name}", "Failed", str(exc)
+                    )
+                    continue
+            out.append(stack)
+        return out
 
     async def down(self, stack: str, *, remove_volumes: bool) -> int:
         desired = self.controller.stack(stack)
         self.controller.set_stacks([s for s in self.controller.stacks if s.name != stack])
-        return await self.teardown(desired, remove_volumes=remove_volumes, name=stack)
+        n = await self.teardown(desired, remove_volumes=remove_volumes, name=stack)
+        if self.locks is not None and desired is not None and self.controller.stack(stack) is None:
+            self.locks.release_stack(stack)
+        return n
 
     def scale(self, stack: str, pod: str, replicas: int) -> None:
         if not 0 <= replicas <= self.max_replicas:
@@ -145,6 +179,11 @@ class StackSet:
         """Read the stack files again (also what SIGHUP does); False when invalid."""
         try:
             stacks = await anyio.to_thread.run_sync(self.load)
+        except PartialLoad as exc:
+            # Some files of a stacks directory are bad: the others still apply.
+            self.invalid(exc)
+            await self.loaded(exc.stacks)
+            return False
         except SpecError as exc:
             self.invalid(exc)
             return False
@@ -162,4 +201,9 @@ class StackSet:
         """An invalid edit: report it with FILE:LINE:COL; the last good state keeps running."""
         for issue in exc.issues:
             log.error("%s", issue)
-        self.controller.events.emit("", "reload", "Invalid", str(exc).splitlines()[0])
+        # One event per bad file (a stacks directory can have several).
+        first: dict[str, str] = {}
+        for issue in exc.issues:
+            first.setdefault(issue.file, str(issue))
+        for message in first.values() or [str(exc).splitlines()[0]]:
+            self.controller.events.emit("", "reload", "Invalid", message)

@@ -194,6 +194,11 @@ class Controller:
     def stack(self, name: str) -> DesiredStack | None:
         return next((s for s in self.stacks if s.name == name), None)
 
+    @property
+    def pulling(self) -> bool:
+        """An image is being pulled or built (for the service manager's start timeout)."""
+        return "pulling" in self._busy.values()
+
     # -- the loop ----------------------------------------------------------
 
     async def run(
