@@ -11,6 +11,7 @@ cover `--stacks-dir` itself: files added, removed and broken.
 
 from __future__ import annotations
 
+import itertools
 import json
 import signal
 import socket
@@ -55,7 +56,7 @@ services:
 """
 
 
-def unit_argv(stacks_dir: Path, *extra: str) -> list[str]:
+def unit_argv(stacks_dir: Path) -> list[str]:
     """The unit's ExecStart (`podctl systemd unit`), with this checkout's podctl."""
     return [sys.executable, "-m", "podctl", "run", "--stacks-dir", str(stacks_dir), "--keep", "-v"]
 
@@ -122,7 +123,7 @@ def test_ready_after_every_pod_then_watchdog_reload_and_stopping(
 
             # The watchdog: every half of WATCHDOG_USEC (1 s), never near the 2 s deadline.
             pings = sd.wait_count("WATCHDOG=1", 6, timeout=30)
-            gaps = [b.time - a.time for a, b in zip(pings, pings[1:], strict=False)]
+            gaps = [b.time - a.time for a, b in itertools.pairwise(pings)]
             assert 0.7 < statistics.median(gaps) < 1.4, gaps
             assert max(gaps) < 2.0, gaps
 
@@ -181,8 +182,9 @@ def test_restart_takes_the_stored_listeners_back_and_fails_no_request(
             sd.wait_for("READY=1", timeout=120, pid=first.pid)
             wait_for(
                 "both listeners in the store",
-                lambda: {f"{stack_name}/web", f"{stack_name}/web+in-stack"}
-                <= set(sd.stored_names()),
+                lambda: (
+                    {f"{stack_name}/web", f"{stack_name}/web+in-stack"} <= set(sd.stored_names())
+                ),
                 30,
             )
             ids = stack_containers(stack_name)
@@ -262,8 +264,9 @@ def test_stacks_dir_add_remove_and_invalid_files(
     wait_for("stack a's containers gone", lambda: stack_containers(stack_name) == [], 60)
     wait_for(
         "stack a's network gone",
-        lambda: docker("network", "ls", "-q", "--filter", f"label=io.podctl.stack={stack_name}")
-        == "",
+        lambda: (
+            docker("network", "ls", "-q", "--filter", f"label=io.podctl.stack={stack_name}") == ""
+        ),
         30,
     )
     events = json.loads(pc.cli("events", stack_name, "-o", "json", check=True).stdout)
