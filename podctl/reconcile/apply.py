@@ -197,8 +197,9 @@ async def _execute(step: AnyStep, ctx: ApplyContext) -> None:
         case StartContainer():
             await rt.start_container(step.container_id)
             rec = ctx.ledger.record(step.container_id)
-            rec.restarts += 1
-            rec.backoff_level = step.backoff_level
+            if step.counts:
+                rec.restarts += 1
+                rec.backoff_level = step.backoff_level
             rec.last_restart_at = ctx.clock()
             rec.killed_for = None
             ctx.on_event(_stack_of(step), step.target, "Restarted", step.cause)

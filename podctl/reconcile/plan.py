@@ -162,6 +162,8 @@ class _Planner:
     # Templates of revisions the Ledger has none for (revision history), by revision.
     templates: Mapping[str, ContainerTemplate] = field(default_factory=dict)
     rollouts: list[RolloutStatus] = field(default_factory=list)
+    # (from, to): the engine was away (restarting); exits in it were the engine's doing.
+    engine_outage: tuple[float, float] | None = None
 
     def add(self, cls: type[AnyStep], *, deps: Iterable[int | None] = (), **kw: object) -> int:
         step_id = len(self.steps) + 1
@@ -810,6 +812,25 @@ class _Planner:
         exit is the latest.
         """
         finished = c.finished_at if c.finished_at is not None else self.now
+        outage = self.engine_outage
+        if (
+            outage is not None
+            and c.finished_at is not None
+            and outage[0] <= c.finished_at <= outage[1]
+            and (rec is None or rec.last_restart_at < c.finished_at)
+        ):
+            # The engine stopped it as it went down (dockerd restarting stops every
+            # container without live-restore): start it again now, not counted as a
+            # crash and with no back-off.
+            self.add(
+                StartContainer,
+                target=f"pod:{pod.stack}/{pod.name}/{slot}",
+                cause=f"stopped by the engine's restart (exit code {code}); starting it again",
+                container_id=c.id,
+                backoff_level=rec.backoff_level if rec else 0,
+                counts=False,
+            )
+            return "Pending", "Restarting (stopped by the engine's restart)"
         ran_for = _ran_for(c)
         if rec is not None and rec.last_restart_at > finished:
             finished, ran_for = rec.last_restart_at, None
@@ -929,6 +950,7 @@ def plan(
     *,
     backend_failures: Mapping[str, float] | None = None,
     templates: Mapping[str, ContainerTemplate] | None = None,
+    engine_outage: tuple[float, float] | None = None,
 ) -> Plan:
     """Decide what to do about `desired` given one observed snapshot. Pure.
 
@@ -940,6 +962,8 @@ def plan(
     `templates`: revision -> template, from the revision history, for a rollout
     that starts with no record in the Ledger (the revision it leaves is then a
     rollback target only when its template is known).
+    `engine_outage`: (from, to), the last time the engine went away and came back;
+    a container that exited within it was stopped by the engine, not crashed.
     """
     p = _Planner(
         observed=observed,
@@ -949,6 +973,7 @@ def plan(
         busy=dict(busy or {}),
         backend_failures=backend_failures or {},
         templates=templates or {},
+        engine_outage=engine_outage,
     )
     p.capacity = _capacity(observed, desired)
     for stack in desired:

@@ -83,6 +83,8 @@ class StartContainer(Step, frozen=True):
 
     container_id: str
     backoff_level: int  # the crash-loop level recorded once the restart happened
+    # False when the engine stopped it (its own restart): started again, not a crash.
+    counts: bool = True
 
 
 class KillContainer(Step, frozen=True):
