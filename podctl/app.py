@@ -159,6 +159,20 @@ class Instance:
         self.handlers = ControlHandlers(
             self.controller, self.router, self.health, self.stacks, redactor=redactor
         )
+        if redactor is not None:
+            known = dict(secret_values(stacks, self.environ))
+
+            def learn_secrets(new: list[DesiredStack]) -> None:
+                # A stack that joins later (hot reload, a new file in --stacks-dir)
+                # brings secrets the logs must not show either; old values stay known.
+                for name, value in secret_values(new, self.environ).items():
+                    old = known.get(name)
+                    if old is not None and old != value:
+                        known[f"{name}~{len(known)}"] = old  # an edited secret's old value
+                    known[name] = value
+                redactor.update(known)
+
+            self.stacks.on_load = learn_secrets
 
     # -- hooks between the rooms ------------------------------------------------
 

@@ -49,6 +49,9 @@ class StackSet:
         # (hot reload, a file added to the stacks directory) is locked first, and
         # one that leaves it is unlocked once it is down.
         self.locks = locks
+        # Told of every new set of stacks from the files before it applies (blocking:
+        # run in a worker thread), e.g. to teach the log redactor their secrets.
+        self.on_load: Callable[[list[DesiredStack]], None] = lambda stacks: None
         self.controller = controller
         self.files = files
         self.load = load
@@ -193,6 +196,7 @@ class StackSet:
     async def loaded(self, stacks: list[DesiredStack]) -> None:
         """A valid edit of the stack files: apply it."""
         if stacks != self.controller.stacks:
+            await anyio.to_thread.run_sync(self.on_load, stacks)
             self.controller.events.emit("", "reload", "Reloaded", "stack files changed")
             await self.replace_stacks(stacks, "no longer in the stack files")
             await self.record_revisions("file change")
