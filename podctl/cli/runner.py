@@ -89,9 +89,6 @@ def run_foreground(
         return EXIT_BAD_INPUT
     redactor = Redactor(secret_values(stacks, environ))
     configure_logging(verbose, redactor, log_format)
-    if bad_files is not None:
-        for issue in bad_files.issues:
-            log.error("%s", issue)
     if early_signals.pending() is not None:
         return EXIT_OK  # stopped before anything began: nothing to undo
 
@@ -154,7 +151,7 @@ def run_foreground(
                 locks=locks,
             )
             if bad_files is not None:
-                instance.stacks.invalid(bad_files)
+                instance.stacks.invalid(bad_files)  # logged (FILE:LINE:COL) and an event
             names = ", ".join(s.name for s in stacks) or "none yet"
             where = f" from {directory.directory}" if directory is not None else ""
             log.info("running stacks%s: %s (control socket %s)", where, names, socket_path)
