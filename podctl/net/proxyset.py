@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import os
 import socket
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -154,21 +155,16 @@ class ListenerStore:
         self.drop(name, sock)
         return None
 
-    def peek(self, name: str) -> bool:
-        return name in self.adopted
-
     def put_back(self, name: str, sock: socket.socket) -> None:
         self.adopted[name] = sock
 
-    def store(self, name: str, server: asyncio.AbstractServer | None) -> None:
+    def store(self, name: str, sock: socket.socket | None) -> None:
         """Hand a newly bound listener to the store (systemd keeps a duplicate)."""
-        if self.notifier is None or server is None:
+        if self.notifier is None or sock is None:
             return
-        for sock in getattr(server, "sockets", None) or ():
-            if self.notifier.fdstore(sock.fileno(), name):
-                self.stored.add(name)
-                log.debug("listener %s handed to the descriptor store", name)
-            return
+        if self.notifier.fdstore(sock.fileno(), name):
+            self.stored.add(name)
+            log.debug("listener %s handed to the descriptor store", name)
 
     def forget(self, name: str) -> None:
         """The listener is no longer wanted: out of the store, so it really closes."""
@@ -195,21 +191,39 @@ class ListenerStore:
                 self.forget(name)
 
 
-class _AdoptedProxy(ServiceProxy):
-    """A ServiceProxy that starts on a listener it was given rather than binding one."""
+class _StoredProxy(ServiceProxy):
+    """A ServiceProxy whose listening socket the service manager also holds.
 
-    def __init__(self, *args: object, sock: socket.socket, **kwargs: object) -> None:
+    It keeps a duplicate of that socket (`listener`): the event loop is always given
+    a fresh dup of it, so that when uvloop closes its copy after an accept error it
+    cannot absorb, the re-open serves the same socket again. Binding anew would fail
+    (the stored twin still holds the port) and leave the clients queued on it unserved.
+    `sock`: a listener passed back by the service manager (else one is bound).
+    """
+
+    def __init__(self, *args: object, sock: socket.socket | None, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
-        self._adopted: socket.socket | None = sock
+        self.listener: socket.socket | None = sock
 
     async def _listen(self, port: int) -> asyncio.AbstractServer:
-        sock, self._adopted = self._adopted, None
-        if sock is None:  # re-opened after an accept error: bind anew
-            return await super()._listen(port)
+        if self.listener is None:
+            server = await super()._listen(port)
+            for bound in getattr(server, "sockets", None) or ():
+                self.listener = socket.socket(fileno=os.dup(bound.fileno()))
+                break
+            return server
         assert self._loop is not None
         return await self._loop.create_server(
-            lambda: _ClientSide(self), sock=sock, backlog=self._backlog
+            lambda: _ClientSide(self), sock=self.listener.dup(), backlog=self._backlog
         )
+
+    async def close(self, drain_s: float = 0.0) -> None:
+        try:
+            await super().close(drain_s)
+        finally:
+            if self.listener is not None:
+                self.listener.close()
+                self.listener = None
 
 
 class ProxySet:
@@ -280,13 +294,15 @@ class ProxySet:
                 continue
             addr = key[1]
             name = fd_name(svc.name, addr)
-            if adopt_waiting and not self._endpoints.get(svc.name) and self.store.peek(name):
+            sock = self.store.take(name, addr)
+            if sock is not None and adopt_waiting and not self._endpoints.get(svc.name):
                 # Clients queue in the kernel until there is someone to serve them.
+                self.store.put_back(name, sock)
                 self._pending.add(key)
                 continue
-            sock = self.store.take(name, addr)
             try:
-                proxy = (ServiceProxy if sock is None else _adopted(sock))(
+                stored = sock is not None or self.store.notifier is not None
+                proxy = (_stored(sock) if stored else ServiceProxy)(
                     svc.name,
                     addr.host,
                     addr.port,
@@ -315,8 +331,8 @@ class ProxySet:
                     await _close_all([proxy], 0.0)
                 continue
             self._listeners[key] = proxy
-            if sock is None:
-                self.store.store(name, proxy._server)
+            if sock is None and isinstance(proxy, _StoredProxy):
+                self.store.store(name, proxy.listener)
             else:
                 log.info(
                     "%s: serving %s on the listener passed by the service manager", svc.name, addr
@@ -439,9 +455,9 @@ class ProxySet:
         await _close_all(list(listeners.values()), drain_s)
 
 
-def _adopted(sock: socket.socket) -> Callable[..., ServiceProxy]:
+def _stored(sock: socket.socket | None) -> Callable[..., ServiceProxy]:
     def make(*args: object, **kwargs: object) -> ServiceProxy:
-        return _AdoptedProxy(*args, sock=sock, **kwargs)
+        return _StoredProxy(*args, sock=sock, **kwargs)
 
     return make
 
