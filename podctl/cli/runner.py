@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 from typing import TYPE_CHECKING
 
 import anyio
@@ -52,6 +53,9 @@ def run_foreground(
     # would cancel the main task, stays out of the way). The entry point installed
     # this already, before its imports; this covers callers that skip it.
     early_signals.install()
+    # SIGHUP means "reload" once the instance runs; before that (its default action
+    # would end podctl halfway through starting) there is nothing loaded to re-read.
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
 
     from podctl.app import Instance, configure_logging, secret_values
     from podctl.host.limits import raise_nofile
