@@ -333,7 +333,7 @@ class ProxySet:
             self._listeners[key] = proxy
             if sock is None and isinstance(proxy, _StoredProxy):
                 self.store.store(name, proxy.listener)
-            else:
+            elif sock is not None:
                 log.info(
                     "%s: serving %s on the listener passed by the service manager", svc.name, addr
                 )
