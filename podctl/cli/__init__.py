@@ -109,7 +109,7 @@ def run(
             "--ready-timeout",
             min=0,
             help="under systemd: send READY after this many seconds even if not every "
-            "pod is ready (STATUS says what is not) [default: 240]",
+            "pod is ready (STATUS says what is not); default 240",
         ),
     ] = None,
 ) -> None:
