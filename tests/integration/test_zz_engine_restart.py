@@ -65,6 +65,14 @@ def running_dockerd() -> Dockerd | str:
     return Dockerd(pid, argv, os.readlink(base / "cwd"), log if log.startswith("/") else None)
 
 
+def running(ids: list[str]) -> bool:
+    out = subprocess.run(
+        ["docker", "inspect", "-f", "{{.State.Running}}", *ids],
+        capture_output=True, text=True, timeout=30, check=False,
+    )  # fmt: skip
+    return out.returncode == 0 and out.stdout.split() == ["true"] * len(ids)
+
+
 def engine_answers() -> bool:
     proc = subprocess.run(["docker", "info"], capture_output=True, timeout=20, check=False)
     return proc.returncode == 0
@@ -116,14 +124,17 @@ def test_podctl_rides_out_an_engine_restart(
             time.sleep(3)  # podctl retries meanwhile (capped, jittered back-off)
             assert proc.poll() is None
 
-            mark = len(sd.snapshot())
             start_dockerd(dockerd)
-            sd.wait_for(
-                lambda m: m.fields.get("STATUS", "").startswith("1 stack, 2/2 replicas ready"),
-                120,
-                after=mark,
-            )
+            # The engine stopped them; podctl starts the same containers again.
+            wait_for("both replicas running again", lambda: running(ids), 120)
             assert stack_containers(stack_name) == ids, "the replicas were replaced"
+            pc.wait_ready(stack_name, 2, timeout=120)
+
+            def status() -> str | None:
+                lines = [m.fields["STATUS"] for m in sd.snapshot() if "STATUS" in m.fields]
+                return lines[-1] if lines and lines[-1] == "1 stack, 2/2 replicas ready" else None
+
+            wait_for("STATUS back to every replica ready", status, 60)
             pods = pc.pods(stack_name)
             assert [p["restarts"] for p in pods] == [0, 0], pods
             assert all(p["ready"] for p in pods), pods
