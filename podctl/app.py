@@ -196,10 +196,12 @@ class Instance:
         )
 
     async def _follow_engine(self) -> None:
-        """The engine going away or coming back changes the STATUS line at once."""
+        """The engine going away changes the STATUS line at once. (Its return does
+        with the pass that follows: the last plan's readiness is stale by then.)"""
         while True:
             await self.controller.wait_engine(ok=not self.controller.engine_ok)
-            self.manager.changed()
+            if not self.controller.engine_ok:
+                self.manager.changed()
 
     async def _reload(self) -> None:
         """SIGHUP: read every stack file again, with the service manager told."""
