@@ -18,7 +18,7 @@ import typer
 
 from podctl.api import client
 from podctl.api.schema import PodRow, Request, ServiceRow, StackRow
-from podctl.cli import common
+from podctl.cli import common, registry
 from podctl.cli.common import EXIT_BAD_INPUT, EXIT_FAIL, OutputOpt, SetOpt
 from podctl.cli.output import Format, err, print_data, safe
 from podctl.cli.params import ValuesOpt, parameters
@@ -409,6 +409,10 @@ def down(
         raise common.fail(str(exc)) from exc
     typer.echo(f"stack {stack} removed ({n} objects)" if n else f"stack {stack}: nothing to remove")
 
+
+# -- build / push (podctl/cli/registry.py) ----------------------------------------
+
+registry.register(app)
 
 # -- systemd ---------------------------------------------------------------------
 
