@@ -289,6 +289,29 @@ spec:
 """
 
 
+def test_replication_controller_is_a_pod_that_rolls(tmp_path: Path) -> None:
+    loaded = imported(
+        tmp_path,
+        """\
+        apiVersion: v1
+        kind: ReplicationController
+        metadata: {name: redis}
+        spec:
+          replicas: 2
+          selector: {app: redis}
+          template:
+            metadata: {labels: {app: redis}}
+            spec: {containers: [{name: r, image: redis:7, ports: [{containerPort: 6379}]}]}
+        """,
+    )
+    (pod,) = rendered(loaded)[0]["pods"]
+    assert (pod["name"], pod["replicas"], pod["image"]) == ("redis", 2, "redis:7")
+    assert report(loaded) == [
+        "ReplicationController/redis spec.template: approximated (a template change rolls "
+        "the pods (a bare ReplicationController leaves running pods as they are))"
+    ]
+
+
 def test_services_by_type(tmp_path: Path) -> None:
     loaded = imported(tmp_path, SERVICES)
     services = {

@@ -22,10 +22,25 @@ from podctl.spec import schema
 if TYPE_CHECKING:
     from podctl.bridge.kyaml import YamlDocument
 
-WORKLOADS = ("Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Pod")
+WORKLOADS = (
+    "Deployment",
+    "StatefulSet",
+    "DaemonSet",
+    "ReplicaSet",
+    "ReplicationController",
+    "Pod",
+)
 APPS_KINDS = frozenset({"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet"})
 CORE_KINDS = frozenset(
-    {"Pod", "Service", "ConfigMap", "Secret", "PersistentVolumeClaim", "Namespace"}
+    {
+        "Pod",
+        "ReplicationController",
+        "Service",
+        "ConfigMap",
+        "Secret",
+        "PersistentVolumeClaim",
+        "Namespace",
+    }
 )
 # apiVersions removed from Kubernetes whose objects still read the same for our purpose.
 _OLD_APPS = {

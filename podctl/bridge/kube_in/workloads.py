@@ -1,4 +1,5 @@
-"""Deployment, StatefulSet, DaemonSet, ReplicaSet and Pod -> podctl pods.
+"""Deployment, StatefulSet, DaemonSet, ReplicaSet, ReplicationController and Pod
+-> podctl pods.
 
 The controller's side: replicas, the update strategy (maxSurge/maxUnavailable
 -> `rollout`, Kubernetes' 25% defaults when absent), StatefulSet claim
@@ -83,12 +84,21 @@ class WorkloadImport(ContainerImport, VolumeImport):
             spec_path = ("spec", "template", "spec")
             spec = self.mapping(obj, ("spec",))
             replicas = 1
-            if kind in ("Deployment", "StatefulSet", "ReplicaSet"):
+            if kind in ("Deployment", "StatefulSet", "ReplicaSet", "ReplicationController"):
                 got = self.integer(obj, ("spec", "replicas"))
                 replicas = 1 if got is None else got
             pod["replicas"] = replicas
             st.origin(("pods", obj.name, "replicas"), obj, ("spec", "replicas"))
             self._rollout(st, obj, pod, spec)
+            if kind in ("ReplicationController", "ReplicaSet"):
+                # Neither replaces running pods when its template changes; podctl does.
+                self.note(
+                    obj,
+                    ("spec", "template"),
+                    "approximated",
+                    "a template change rolls the pods (a bare "
+                    f"{kind} leaves running pods as they are)",
+                )
             handled = {
                 "replicas",
                 "selector",
