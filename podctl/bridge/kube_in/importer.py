@@ -165,6 +165,18 @@ class Importer(WorkloadImport, ServiceImport, ConfigImport):
             "secrets": st.secrets,
             "volumes": st.volumes,
         }
+        if st.history:
+            # One limit per stack: the largest asked for, so no workload keeps fewer.
+            limit = max(n for n, _ in st.history)
+            data["history"] = limit
+            for n, obj in st.history:
+                if n != limit:
+                    self.note(
+                        obj,
+                        ("spec", "revisionHistoryLimit"),
+                        "approximated",
+                        f"podctl keeps revisions per stack: {limit}, the largest in it",
+                    )
         try:
             st.stack = msgspec.convert(data, schema.StackFile)
         except msgspec.ValidationError as exc:

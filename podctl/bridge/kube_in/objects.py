@@ -77,6 +77,8 @@ class ImportedStack:
         self.configs: dict[str, dict[str, Any]] = {}
         self.secrets: dict[str, dict[str, Any]] = {}
         self.volumes: dict[str, dict[str, Any]] = {}
+        # revisionHistoryLimit of each workload; podctl keeps history per stack.
+        self.history: list[tuple[int, KubeObject]] = []
         # Kubernetes objects by name, for references.
         self.config_maps: dict[str, dict[str, str]] = {}  # map -> key -> config name
         self.k8s_secrets: dict[str, dict[str, str]] = {}  # secret -> key -> secret name

@@ -108,19 +108,12 @@ class WorkloadImport(ContainerImport, VolumeImport):
                 "volumeClaimTemplates",
                 "podManagementPolicy",
             }
-            yet = {"minReadySeconds", "progressDeadlineSeconds", "revisionHistoryLimit"}
-            for key in sorted(yet & spec.keys()):
-                self.note(
-                    obj,
-                    ("spec", key),
-                    "not supported yet",
-                    "podctl's rollout has no such setting yet",
-                )
+            self._rollout_timing(st, obj, pod)
             self.rest(
                 obj,
                 ("spec",),
                 spec,
-                handled | yet,
+                handled | {"minReadySeconds", "progressDeadlineSeconds", "revisionHistoryLimit"},
                 reasons={
                     "serviceName": "no per-replica DNS names on one host",
                     "paused": "not supported yet",
@@ -149,13 +142,8 @@ class WorkloadImport(ContainerImport, VolumeImport):
         else:
             return
         if kind == "Recreate":
-            pod["rollout"] = {"max_surge": 0, "max_unavailable": "100%"}
-            self.note(
-                obj,
-                (*path, "type"),
-                "approximated",
-                "a rolling update with max_surge 0 and max_unavailable 100%",
-            )
+            pod["rollout"] = {"strategy": "recreate"}
+            st.origin(("pods", obj.name, "rollout"), obj, path)
             return
         if kind == "OnDelete":
             self.note(
@@ -190,6 +178,43 @@ class WorkloadImport(ContainerImport, VolumeImport):
             )
         pod["rollout"] = {"max_surge": surge, "max_unavailable": unavailable}
         st.origin(("pods", obj.name, "rollout"), obj, path)
+
+    def _rollout_timing(self, st: ImportedStack, obj: KubeObject, pod: dict[str, Any]) -> None:
+        """minReadySeconds, progressDeadlineSeconds, revisionHistoryLimit."""
+        rollout: dict[str, Any] = pod.setdefault("rollout", {})
+        # A Kubernetes controller marks a stalled rollout failed and stays there;
+        # it never rolls back by itself (podctl's own default does).
+        rollout["auto_rollback"] = False
+        min_ready = self.integer(obj, ("spec", "minReadySeconds"))
+        if min_ready is not None:
+            rollout["min_ready"] = f"{min_ready}s"
+            st.origin(("pods", obj.name, "rollout", "min_ready"), obj, ("spec", "minReadySeconds"))
+        deadline = self.integer(obj, ("spec", "progressDeadlineSeconds"), minimum=1)
+        if deadline is not None:
+            rollout["progress_deadline"] = f"{deadline}s"
+            st.origin(
+                ("pods", obj.name, "rollout", "progress_deadline"),
+                obj,
+                ("spec", "progressDeadlineSeconds"),
+            )
+        if deadline is not None and obj.kind != "Deployment":
+            self.note(
+                obj,
+                ("spec", "progressDeadlineSeconds"),
+                "approximated",
+                f"a {obj.kind} has no progress deadline in Kubernetes; podctl applies it",
+            )
+        history = self.integer(obj, ("spec", "revisionHistoryLimit"))
+        if history is not None:
+            if history < 1:
+                self.note(
+                    obj,
+                    ("spec", "revisionHistoryLimit"),
+                    "approximated",
+                    "podctl keeps at least one revision (for undo)",
+                )
+                history = 1
+            st.history.append((history, obj))
 
     def _claim_templates(self, st: ImportedStack, obj: KubeObject, pod: dict[str, Any]) -> None:
         # Mounts of claim templates were recorded by _pod_template with the template's name.
