@@ -308,6 +308,7 @@ class ContainerImport(ProbeImport):
                 obj,
                 (*path, "requests"),
                 "ignored",
-                "no admission on one host: podctl applies limits only",
+                "podctl has one `resources` value, used for admission and applied as the "
+                "limit: it is taken from `limits`",
             )
         self.rest(obj, path, resources, {"limits", "requests"})
