@@ -254,7 +254,23 @@ def _service(out: _Out, stack: DesiredStack, pod: DesiredPod) -> dict[str, Any]:
             "a swarm has one healthcheck (from readiness); it also restarts on failure",
         )
     if t.startup is not None:
-        out.note(stack, doc, "startup", "approximated", "start_period of the healthcheck")
+        # The kubelet gives a container this long to start before other probes
+        # count; a swarm's start_period is the same grace for its one healthcheck.
+        su = t.startup
+        grace = su.initial_delay_s + su.period_s * su.failure_threshold
+        health = svc.get("healthcheck")
+        if health is not None:
+            ready_delay = t.readiness.initial_delay_s if t.readiness is not None else 0.0
+            health["start_period"] = format_duration(max(grace, ready_delay))
+        out.note(
+            stack,
+            doc,
+            "startup",
+            "approximated",
+            f"the healthcheck's start_period ({format_duration(grace)})"
+            if health is not None
+            else "no healthcheck to give a start_period to (no readiness probe)",
+        )
 
     deploy: dict[str, Any] = {
         "replicas": pod.replicas,
