@@ -58,11 +58,12 @@ def run_foreground(
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
 
     from podctl.app import Instance, configure_logging, secret_values
+    from podctl.bridge.inputs import load_stacks  # stack files and Kubernetes YAML
     from podctl.host.limits import raise_nofile
     from podctl.host.listenfds import listen_sockets
     from podctl.host.notify import Notifier
     from podctl.lifecycle import DEFAULT_READY_TIMEOUT_S
-    from podctl.spec import DEFAULT_MAX_REPLICAS, load_stacks
+    from podctl.spec import DEFAULT_MAX_REPLICAS
     from podctl.stacksdir import PartialLoad, StacksDir
     from podctl.storage import paths
     from podctl.storage.errors import StorageError
