@@ -197,9 +197,8 @@ async def _execute(step: AnyStep, ctx: ApplyContext) -> None:
         case StartContainer():
             await rt.start_container(step.container_id)
             rec = ctx.ledger.record(step.container_id)
-            if step.counts:
-                rec.restarts += 1
-                rec.backoff_level = step.backoff_level
+            rec.restarts = max(0, rec.restarts + (1 if step.counts else -step.uncount))
+            rec.backoff_level = step.backoff_level
             rec.last_restart_at = ctx.clock()
             rec.killed_for = None
             ctx.on_event(_stack_of(step), step.target, "Restarted", step.cause)

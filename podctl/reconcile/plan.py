@@ -821,14 +821,19 @@ class _Planner:
         ):
             # The engine stopped it as it went down (dockerd restarting stops every
             # container without live-restore): start it again now, not counted as a
-            # crash and with no back-off.
+            # crash and with no back-off. dockerd stops containers while its API still
+            # answers, so podctl may already have restarted it once in the window (and
+            # counted it): that restart is taken back too.
+            level = rec.backoff_level if rec else 0
+            again = rec is not None and outage[0] <= rec.last_restart_at <= outage[1]
             self.add(
                 StartContainer,
                 target=f"pod:{pod.stack}/{pod.name}/{slot}",
                 cause=f"stopped by the engine's restart (exit code {code}); starting it again",
                 container_id=c.id,
-                backoff_level=rec.backoff_level if rec else 0,
+                backoff_level=max(0, level - 1) if again else level,
                 counts=False,
+                uncount=1 if again else 0,
             )
             return "Pending", "Restarting (stopped by the engine's restart)"
         ran_for = _ran_for(c)

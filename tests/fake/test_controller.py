@@ -188,3 +188,30 @@ async def test_containers_the_engine_stopped_as_it_restarted_are_not_crashes() -
     fake.crash(fake.running("shop")[0].id, exit_code=1)
     await c.reconcile_once()
     assert "CrashLoopBackOff" in {s.phase for s in c.last_plan.status}
+
+
+async def test_restarts_made_while_the_engine_was_shutting_down_are_taken_back() -> None:
+    # dockerd stops containers before its API goes away: podctl sees exits and restarts
+    # them (counted), then the engine kills them again and vanishes. Once it is back the
+    # containers start again and the restarts made in between no longer count.
+    now = [1000.0]
+    fake = FakeRuntime(clock=lambda: now[0], call_timeout_s=0.2)
+    c = Controller(fake, [stack(pod(replicas=2))], clock=lambda: now[0])
+    await converge(c)
+    for victim in fake.running("shop"):
+        fake.crash(victim.id, exit_code=143)  # the engine shutting down, API still up
+    now[0] += 1.0
+    await converge(c)
+    assert [s.restarts for s in c.status()] == [1, 1]
+    now[0] += 1.0
+    for victim in fake.running("shop"):
+        fake.crash(victim.id, exit_code=137)
+    fake.engine_down()
+    await c.reconcile_once()
+    now[0] += 5.0
+    fake.engine_up()
+    await converge(c)
+    assert len(fake.running("shop")) == 2
+    now[0] += 1.0
+    await c.reconcile_once()
+    assert [s.restarts for s in c.status()] == [0, 0]

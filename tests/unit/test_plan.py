@@ -420,3 +420,18 @@ def test_a_container_the_engine_stopped_starts_again_at_once_and_does_not_count(
         [stack(pod(replicas=1))], observed(later), {}, ledger, NOW, engine_outage=(1960.0, 1998.0)
     )
     assert p.status[0].phase == "CrashLoopBackOff"
+
+
+def test_a_restart_podctl_made_while_the_engine_shut_down_is_taken_back() -> None:
+    # dockerd stopped the container at 1985 with its API still up; podctl restarted it
+    # at 1986 (counted: restarts 1, level 1); the engine then killed it again (1990)
+    # and went away. Back at 1998: started again, and the restart at 1986 taken back.
+    dead = container("web", 0, state="exited", exit_code=137, started_at=1986.0, finished_at=1990.0)
+    ledger = Ledger(
+        restarts={dead.id: RestartRecord(restarts=1, backoff_level=1, last_restart_at=1986.0)}
+    )
+    p = plan(
+        [stack(pod(replicas=1))], observed(dead), {}, ledger, NOW, engine_outage=(1960.0, 1998.0)
+    )
+    (step,) = p.steps
+    assert (step.counts, step.uncount, step.backoff_level) == (False, 1, 0)  # type: ignore[union-attr]
