@@ -265,3 +265,22 @@ async def test_scale_is_an_override_that_survives_a_restart(tmp_path: Path) -> N
     s3 = StackSet(c2, StackFiles(tmp_path / "files"), lambda: [], state=state)
     await s3.restore()
     assert s3.scaled("shop", "web") is None  # the release was saved
+
+
+async def test_a_revision_that_set_made_is_recorded_with_cause_set(tmp_path: Path) -> None:
+    """At start, a pod whose revision differs from what the files alone give (its
+    `--set` values changed it) gets cause `--set`; the others `file change`."""
+    history = RevisionHistory(StateDir(tmp_path / "state"))
+    with_set = stack(v(R2), pod("api", replicas=1, revision=R1))
+    without_set = stack(v(R1), pod("api", replicas=1, revision=R1))
+    c = Controller(FakeRuntime(), [with_set])
+    stacks = StackSet(
+        c,
+        StackFiles(tmp_path / "files"),
+        lambda: [],
+        history,
+        load_without_set=lambda: [without_set],
+    )
+    await stacks.record_revisions("start")
+    assert [r.cause for r in history.list("shop", "web")] == ["--set"]
+    assert [r.cause for r in history.list("shop", "api")] == ["file change"]
