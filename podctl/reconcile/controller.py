@@ -222,6 +222,9 @@ class Controller:
     async def rollout_pause(self, stack: str, pod: str) -> RolloutRecord:
         """No replacement steps for the pod until `resume` or its entry in the file changes."""
         _, p = self.desired_pod(stack, pod)
+        before = self.ledger.rollouts.get(rollout_key(stack, pod))
+        if before is not None and target_of(before, p).paused is not None:
+            raise ValueError(f"{stack}/{pod} is already paused")
         rec = rollout.pause(self.ledger, stack, p, self.clock())
         self.events.emit(stack, f"rollout:{stack}/{pod}", "RolloutPaused", "rollout pause")
         await self._verb_done()

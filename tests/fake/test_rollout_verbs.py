@@ -138,6 +138,8 @@ async def test_pause_holds_a_rollout_across_a_restart_and_resume_finishes_it(
     await c.reconcile_once()  # RolloutStarted and the surge replica
     assert revisions(rt) == [R1, R1, R2]
     await c.rollout_pause("shop", "web")
+    with pytest.raises(ValueError, match="already paused"):
+        await c.rollout_pause("shop", "web")
     await settle(c)
     assert revisions(rt) == [R1, R1, R2]  # nothing replaced
     status = c.rollout_status("shop", "web")

@@ -156,11 +156,11 @@ def test_pause_holds_a_rollout_and_resume_finishes_it(
     """Paused mid-rollout (min_ready keeps it slow enough to catch), nothing is
     replaced until `resume`; then it completes."""
     target = f"{stack_name}/web"
-    path = write_stack(tmp_path, stack_text(stack_name, "one", min_ready="4s"))
+    path = write_stack(tmp_path, stack_text(stack_name, "one", min_ready="5s"))
     pc.start(path, extra=())
     pc.wait_ready(stack_name, 2)
     r1 = status(pc, target)["revision"]
-    write_stack(tmp_path, stack_text(stack_name, "two", min_ready="4s"))
+    write_stack(tmp_path, stack_text(stack_name, "two", min_ready="5s"))
     r2 = wait_file_revision(pc, target, r1)
     paused = pc.cli("rollout", "pause", target)
     assert paused.returncode == 0, paused.stderr
