@@ -369,7 +369,7 @@ class ControlHandlers:
                 rec = await c.rollout_resume(stack, pod)
             else:
                 rec = await self.owner.rollout_undo(stack, pod, request.revision)
-        except (LookupError, ValueError) as exc:
+        except (LookupError, ValueError, TimeoutError) as exc:
             return Reply(ok=False, error=str(exc))
         target = rec.override.revision if rec.override is not None else rec.revision
         if request.verb == "rollout_undo" and rec.override is None:

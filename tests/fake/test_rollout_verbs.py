@@ -359,3 +359,30 @@ async def test_the_status_stream_follows_passes(tmp_path: Path) -> None:
                 await anyio.sleep(0.01)
     assert revisions(rt) == [R2, R2]
     assert any(s["state"] == "progressing" for s in seen), seen
+
+
+async def test_with_the_loop_running_a_verb_returns_once_a_pass_planned_with_it(
+    tmp_path: Path,
+) -> None:
+    """The change is made between passes (a pass applying records decided before it
+    cannot overwrite it), and the verb returns once a pass has planned with it: a
+    `rollout status` asked next sees it."""
+    c, rt, stacks, saved, _ = setup(tmp_path)
+    await settle(c)
+    async with anyio.create_task_group() as tg:
+        await tg.start(c.run)
+        with anyio.fail_after(10):
+            await c.wait_converged()
+            await stacks.loaded([stack(v(R2))])
+            while not any(x.labels[labels.REVISION] == R2 for x in rt.running("shop")):
+                await c.next_pass()
+            await c.rollout_pause("shop", "web")
+            status = c.rollout_status("shop", "web")
+            assert status is not None and status.state == "paused"
+            assert saved.load().rollouts["shop/web"].paused is not None
+            with pytest.raises(ValueError, match="already paused"):
+                await c.rollout_pause("shop", "web")
+            await c.rollout_resume("shop", "web")
+            while revisions(rt) != [R2, R2]:
+                await c.next_pass()
+        tg.cancel_scope.cancel()
