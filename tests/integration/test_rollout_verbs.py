@@ -257,3 +257,46 @@ def test_a_crash_looping_revision_is_rolled_back_and_status_exits_1(
     assert pc.cli("rollout", "status", target, "--timeout", "10s", timeout=30).returncode == 1
     reasons = {p["reason"] for p in pc.pods(stack_name)}
     assert reasons == {f"Override: rollback to {r1[:6]}"}, reasons
+
+
+def test_overrides_and_history_survive_kill_9(pc: Podctl, tmp_path: Path, stack_name: str) -> None:
+    """A scale and a pause made mid-rollout hold across `kill -9` of podctl and a
+    restart (which adopts the replicas, duplicates none); the history survives."""
+    target = f"{stack_name}/web"
+    (tmp_path / "gate").mkdir()
+    path = write_stack(tmp_path, gated_text(stack_name, "one", ready_by_itself=True))
+    pc.start(path, extra=())
+    pc.wait_ready(stack_name, 2)
+    r1 = status(pc, target)["revision"]
+    write_stack(tmp_path, gated_text(stack_name, "two", ready_by_itself=False))
+    r2 = wait_file_revision(pc, target, r1)
+    wait_for("the surge replica", lambda: r2 in revisions(pc, stack_name))
+    assert pc.cli("rollout", "pause", target).returncode == 0
+    # Scaled while paused: the new slot is created (at the rollout's revision); no
+    # old replica is replaced. (An edit of the pod's entry would release the scale.)
+    assert pc.cli("scale", target, "3").returncode == 0
+    held = sorted([r1, r1, r2, r2])
+    wait_for("the third slot", lambda: revisions(pc, stack_name) == held)
+
+    pc.kill9()
+    pc.start(path, extra=())
+    s = wait_for("the pause restored", lambda: (x := status(pc, target))["state"] == "paused" and x)
+    assert (s["revision"], s["desired"]) == (r2, 3), s
+    (tmp_path / "gate" / "open").touch()
+    wait_for(
+        "the new replica ready",
+        lambda: any(p["ready"] for p in pc.pods(stack_name) if p["revision"] == r2),
+    )
+    deadline = time.monotonic() + 3.0
+    while time.monotonic() < deadline:
+        assert revisions(pc, stack_name) == held  # still held, nothing duplicated
+        time.sleep(0.5)
+    described = json.loads(pc.cli("describe", "pod", f"{target}-0", "-o", "json").stdout)
+    assert set(described["overrides"]) == {"pause", "scale"}, described["overrides"]
+
+    assert pc.cli("rollout", "resume", target).returncode == 0
+    done = pc.cli("rollout", "status", target, "--timeout", "90s", timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert ready_at(pc, stack_name, r2, n=3), pc.pods(stack_name)
+    rows = history(pc, target)
+    assert [(r["revision"], r["status"]) for r in rows] == [(r1, "complete"), (r2, "current")]
