@@ -43,7 +43,7 @@ if TYPE_CHECKING:
 
     from podctl.health.model import HealthView
     from podctl.runtime.protocol import ContainerInfo, HostInfo, NetworkInfo, Runtime, VolumeInfo
-    from podctl.spec.model import ContainerTemplate, DesiredStack
+    from podctl.spec.model import ContainerTemplate, DesiredPod, DesiredStack
 
 log = logging.getLogger("podctl.controller")
 
@@ -424,11 +424,18 @@ class Controller:
         )
 
     def _probe_targets(self, observed: ObservedState) -> list[ProbeTarget]:
-        # Every revision's containers are probed with the file's template, as the
-        # services router gates them (net.endpoints) and the planner judges them:
-        # an override's replicas too (see the rollout module's notes).
+        """Every running container of a desired pod, with the probes of its own revision.
+
+        An old replica mid-rollout (or one an override runs) is probed, and so gated
+        by the planner and the services router alike, with its own revision's probes:
+        probing it with the file's new template would judge it by a path or port it
+        may not serve, take it out of every table and break the ready floor. Containers
+        without probes are listed too: the prober records them as ready, so that the
+        health view alone (`health.model.is_ready`) decides for every container.
+        """
         out = []
         by_name = {s.name: s for s in self.stacks}
+        history = self.templates()
         for c in observed.containers:
             stack = by_name.get(c.labels.get(labels.STACK, ""))
             if stack is None or c.state != "running":
@@ -436,9 +443,7 @@ class Controller:
             pod = stack.pod(c.labels.get(labels.POD, ""))
             if pod is None:
                 continue
-            t = pod.template
-            if t.startup is None and t.liveness is None and t.readiness is None:
-                continue
+            t = self._template_of(stack.name, pod, c.labels.get(labels.REVISION, ""), history)
             out.append(
                 ProbeTarget(
                     container_id=c.id,
@@ -452,6 +457,27 @@ class Controller:
                 )
             )
         return out
+
+    def _template_of(
+        self,
+        stack: str,
+        pod: DesiredPod,
+        revision: str,
+        history: Mapping[str, ContainerTemplate],
+    ) -> ContainerTemplate:
+        """The template a container of `revision` was made from: the file's, an
+        override's, one the rollout record keeps, or the revision history's. The
+        file's when none is known (a revision older than the history)."""
+        if revision == pod.revision or not revision:
+            return pod.template
+        rec = self.ledger.rollouts.get(rollout_key(stack, pod.name))
+        if rec is not None:
+            if rec.override is not None and rec.override.revision == revision:
+                return rec.override.template
+            for a in rec.available:
+                if a.revision == revision and a.template is not None:
+                    return a.template
+        return history.get(revision, pod.template)
 
     def _engine_down(self, exc: EngineError) -> None:
         if self.engine_ok:
