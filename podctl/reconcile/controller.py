@@ -119,7 +119,9 @@ class Controller:
     controller knowing them: `observers` see each plan (the services router
     follows the replicas it shows), `on_died` hears of a container's death
     before any snapshot does, `drain` lets a replica's connections finish
-    before it is stopped, and `on_ledger_change` persists restart counts.
+    before it is stopped, `on_ledger_change` persists restart counts, and
+    `backend_failures` tells the planner of the proxy's connect failures and
+    resets per replica (a new replica's `min_ready` starts over).
     """
 
     def __init__(
@@ -137,6 +139,7 @@ class Controller:
         drain: Drain | None = None,
         on_ledger_change: Callable[[Ledger], Awaitable[None]] | None = None,
         templates: Callable[[], Mapping[str, ContainerTemplate]] | None = None,
+        backend_failures: Callable[[], Mapping[str, float]] | None = None,
         resync_s: float = defaults.RESYNC_INTERVAL_S,
         engine_watch_s: float = ENGINE_WATCH_INTERVAL_S,
     ) -> None:
@@ -152,6 +155,8 @@ class Controller:
         self.drain = drain
         self.on_ledger_change = on_ledger_change
         self.templates = templates or _no_templates
+        # The services proxy's latest connect failure or reset per container id.
+        self.backend_failures = backend_failures or _no_failures
         self.resync_s = resync_s
         self.engine_watch_s = engine_watch_s
         self.engine_ok = True
@@ -256,6 +261,7 @@ class Controller:
             self.clock(),
             self._busy,
             templates=templates,
+            backend_failures=self.backend_failures(),
         )
         self._emit_backoffs(the_plan)
         self.last_plan = the_plan
@@ -610,6 +616,10 @@ async def teardown(
 
 
 def _no_templates() -> Mapping[str, ContainerTemplate]:
+    return {}
+
+
+def _no_failures() -> Mapping[str, float]:
     return {}
 
 

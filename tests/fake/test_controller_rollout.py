@@ -207,3 +207,35 @@ async def test_an_unknown_old_revision_is_probed_from_the_history_or_the_file() 
     c3.prober.sync(c3._probe_targets(await c3.observe()))
     (t,) = prober.targets.values()
     assert t.readiness is not None and not isinstance(t.readiness.check, HttpProbe)
+
+
+async def test_the_proxys_failures_reach_the_planner_and_restart_min_ready() -> None:
+    now = [START]
+    rt = FakeRuntime(clock=lambda: now[0], call_timeout_s=0.5)
+    spec = RolloutSpec(min_ready_s=5.0)
+    failures: dict[str, float] = {}
+    prober = RecordingProber()
+    v1 = pod(replicas=1, revision=R1, rollout=spec)
+    c = Controller(
+        rt,
+        [stack(v1)],
+        clock=lambda: now[0],
+        prober=prober,
+        templates=lambda: {R1: template()},
+        backend_failures=lambda: failures,
+    )
+    await settle(c)
+    c.set_stacks([stack(pod(replicas=1, revision=R2, rollout=spec, image="busybox:1.37"))])
+    rt.add_image("busybox:1.37")
+    await settle(c)
+    (new,) = [x for x in rt.running("shop") if x.labels[labels.REVISION] == R2]
+    now[0] += 3.0
+    failures[new.id] = now[0]  # the proxy could not connect to it: min_ready starts over
+    now[0] += 3.0  # 6 s after its start, 3 s after the failure
+    await settle(c)
+    assert revisions(rt) == [R1, R2]
+    assert c.last_plan.requeue_after == pytest.approx(2.0)  # woken when it can count
+    now[0] += 2.0
+    await settle(c)
+    assert revisions(rt) == [R2]
+    assert c.last_plan.rollouts[0].state == "complete"
