@@ -122,7 +122,9 @@ class Instance:
             RevisionHistory(self.state),
             max_replicas,
             templates,
+            state=self.state,
         )
+        self.controller.observers.append(self.stacks.observe_plan)
         self.handlers = ControlHandlers(
             self.controller, self.router, self.health, self.stacks, redactor=redactor
         )
@@ -184,7 +186,8 @@ class Instance:
 
                     # Before the first pass: a rollout that starts with no record in
                     # the Ledger looks up the template of the revision it leaves.
-                    await self.stacks.load_history()
+                    await self.stacks.restore()
+                    tg.start_soon(self.stacks.follow_rollouts)
                     tg.start_soon(controller_main)
                     controller_started = True
                     await self.stacks.record_revisions("start")
@@ -197,7 +200,7 @@ class Instance:
                             self.stacks.load,
                             self.stacks.loaded,
                             self.stacks.invalid,
-                            current=self.controller.stacks,
+                            current=self.stacks.file_stacks,
                         )
                         await tg.start(watcher.run)
                     early = early_signals.pending()

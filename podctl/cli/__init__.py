@@ -21,6 +21,7 @@ from podctl.api.schema import PodRow, Request, ServiceRow, StackRow
 from podctl.cli import common
 from podctl.cli.common import EXIT_BAD_INPUT, EXIT_FAIL, OutputOpt, SetOpt
 from podctl.cli.output import Format, err, print_data, safe
+from podctl.cli.rollout import app as rollout_app
 from podctl.spec.limits import DEFAULT_MAX_REPLICAS
 
 app = typer.Typer(
@@ -404,6 +405,8 @@ def down(
 
 
 # -- systemd ---------------------------------------------------------------------
+
+app.add_typer(rollout_app, name="rollout")
 
 systemd_app = typer.Typer(help="Run podctl as a systemd service.", no_args_is_help=True)
 app.add_typer(systemd_app, name="systemd")

@@ -21,12 +21,14 @@ import msgspec
 
 from podctl import defaults, labels
 from podctl.health.model import ProbeTarget
+from podctl.reconcile import rollout
 from podctl.reconcile.apply import ApplyContext, Drain, EventSink, NoFiles, StackFiles, apply
 from podctl.reconcile.events import EventLog
 from podctl.reconcile.ledger import Ledger, rollout_key
 from podctl.reconcile.observed import ObservedState
 from podctl.reconcile.plan import BusyKind, busy_image, plan, plan_teardown
 from podctl.reconcile.resolve import resolve_containers
+from podctl.reconcile.rollout import cannot_run, short, target_of, undo_target
 from podctl.reconcile.steps import (
     AnyStep,
     BuildImage,
@@ -35,6 +37,7 @@ from podctl.reconcile.steps import (
     PullImage,
     RemoveContainer,
     ReplicaStatus,
+    RolloutStatus,
 )
 from podctl.runtime.errors import EngineError, EngineUnavailable
 
@@ -42,6 +45,7 @@ if TYPE_CHECKING:
     from collections.abc import Awaitable, Iterable
 
     from podctl.health.model import HealthView
+    from podctl.reconcile.ledger import RolloutRecord
     from podctl.runtime.protocol import ContainerInfo, HostInfo, NetworkInfo, Runtime, VolumeInfo
     from podctl.spec.model import ContainerTemplate, DesiredPod, DesiredStack
 
@@ -198,6 +202,106 @@ class Controller:
 
     def stack(self, name: str) -> DesiredStack | None:
         return next((s for s in self.stacks if s.name == name), None)
+
+    # -- rollout verbs: `podctl rollout status|undo|pause|resume` ------------------
+    #
+    # Each changes the pod's record in the Ledger (the planner's input) through the
+    # rollout module, saves the Ledger (so the override or pause survives a restart)
+    # and wakes the loop: the next pass carries it out. They decide nothing else.
+
+    def rollout_status(self, stack: str, pod: str) -> RolloutStatus | None:
+        """The pod's rollout as of the last pass (None before its first pass)."""
+        return next((r for r in self.last_plan.rollouts if r.stack == stack and r.pod == pod), None)
+
+    async def next_pass(self) -> None:
+        """Until the next pass has planned (`rollout status` follows them)."""
+        await self._pass_done.wait()
+
+    def desired_pod(self, stack: str, pod: str) -> tuple[DesiredStack, DesiredPod]:
+        st = self.stack(stack)
+        p = st.pod(pod) if st is not None else None
+        if st is None or p is None:
+            raise LookupError(f"no pod {stack}/{pod} in the stacks this podctl runs")
+        return st, p
+
+    async def rollout_pause(self, stack: str, pod: str) -> RolloutRecord:
+        """No replacement steps for the pod until `resume` or its entry in the file changes."""
+        _, p = self.desired_pod(stack, pod)
+        rec = rollout.pause(self.ledger, stack, p, self.clock())
+        self.events.emit(stack, f"rollout:{stack}/{pod}", "RolloutPaused", "rollout pause")
+        await self._verb_done()
+        return rec
+
+    async def rollout_resume(self, stack: str, pod: str) -> RolloutRecord:
+        _, p = self.desired_pod(stack, pod)
+        rec = self.ledger.rollouts.get(rollout_key(stack, pod))
+        if rec is None or rec.paused is None or target_of(rec, p).paused is None:
+            raise ValueError(f"{stack}/{pod} is not paused")
+        resumed = rollout.resume(self.ledger, stack, pod, self.clock())
+        assert resumed is not None
+        self.events.emit(stack, f"rollout:{stack}/{pod}", "RolloutResumed", "rollout resume")
+        await self._verb_done()
+        return resumed
+
+    async def rollout_undo(
+        self, stack: str, pod: str, *, to_revision: str | None = None
+    ) -> RolloutRecord:
+        """Return the pod to `to_revision` (a revision or a unique prefix of one), or
+        without it to the last fully available revision before the one it runs now
+        (failed ones skipped). LookupError: no such revision; ValueError: it cannot
+        run in the stack as it is now, or it is the one running."""
+        st, p = self.desired_pod(stack, pod)
+        key = rollout_key(stack, pod)
+        rec = self.ledger.rollouts.get(key)
+        current = target_of(rec, p).revision
+        template: ContainerTemplate | None
+        if to_revision is None:
+            back = undo_target(rec, current, st)
+            if back is None or back.template is None:
+                raise LookupError(
+                    f"{stack}/{pod}: no revision before {short(current)} was fully available"
+                    " (see `podctl rollout history`; failed revisions are skipped)"
+                )
+            revision, template = back.revision, back.template
+        else:
+            known: dict[str, ContainerTemplate] = dict(self.templates())
+            if rec is not None:
+                known.update((a.revision, a.template) for a in rec.available if a.template)
+            known[p.revision] = p.template
+            matches = sorted(r for r in known if r.startswith(to_revision))
+            if not to_revision or not matches:
+                raise LookupError(
+                    f"{stack}/{pod}: unknown revision {to_revision!r}"
+                    " (see `podctl rollout history`)"
+                )
+            if len(matches) > 1:
+                raise LookupError(
+                    f"{stack}/{pod}: revision {to_revision!r} is ambiguous: {', '.join(matches)}"
+                )
+            revision = matches[0]
+            template = known[revision]
+        if revision == current:
+            raise ValueError(f"{stack}/{pod} already runs revision {short(revision)}")
+        problem = cannot_run(template, st)
+        if problem is not None:
+            raise ValueError(f"{stack}/{pod}: revision {short(revision)} cannot run now: {problem}")
+        rec = rollout.undo(
+            self.ledger,
+            stack,
+            p,
+            revision=revision,
+            template=template,
+            now=self.clock(),
+            reason=f"rollout undo to revision {short(revision)} (from {short(current)})",
+        )
+        await self._verb_done()
+        return rec
+
+    async def _verb_done(self) -> None:
+        """Save the Ledger (an override or pause must survive a restart), look again."""
+        if self.on_ledger_change is not None:
+            await self.on_ledger_change(self.ledger)
+        self.wake()
 
     # -- the loop ----------------------------------------------------------
 
