@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import msgspec
 
-from podctl.health.model import ContainerHealth
+from podctl.health.model import ContainerHealth, ProbeResult
 from podctl.reconcile.ledger import AvailableRevision, Ledger, RestartRecord, rollout_key
 from podctl.reconcile.plan import plan
 from podctl.reconcile.rollout import pause, resume, rollout_budget, undo, undo_target
@@ -457,3 +457,28 @@ def test_an_override_that_cannot_run_holds_and_creates_nothing() -> None:
     assert [(s.replica, s.phase, s.reason) for s in p.status if s.container_id is None] == [
         (1, "Pending", msg)
     ]
+
+
+def test_old_replicas_no_probe_has_answered_for_yet_are_not_replaced_at_once() -> None:
+    # podctl restarted mid-rollout (SIGKILL): every replica is probed afresh, so none
+    # is ready yet. A failing old replica is replaced at once, but one no probe has
+    # answered for is not known to fail: replacing it too would take them all down.
+    desired = stack(pod(revision=R2, readiness=True))
+    obs = observed(*old3())
+    fresh = {
+        c.id: ContainerHealth(started=True, ready=False, started_at=c.started_at)
+        for c in obs.containers
+    }
+    assert run(desired, obs, rolling(), fresh).render() == (
+        "[] -> #1 pod:shop/web/0, RunContainer, template changed (revision rev2bb); surge"
+    )
+    # Its first answer says it fails: now it goes at once (the surge moves on).
+    failed = ProbeResult(probe="readiness", ok=False, at=NOW, message="HTTP 500")
+    failing = dict(fresh)
+    failing["web0rev1"] = msgspec.structs.replace(fresh["web0rev1"], last=(failed,))
+    assert run(desired, obs, rolling(), failing).render() == (
+        "[] -> #1 container:shop-web-0-rev1aa, RemoveContainer,"
+        " template changed (revision rev2bb); old not ready\n"
+        "[1] -> #2 pod:shop/web/0, RunContainer, template changed (revision rev2bb)\n"
+        "[] -> #3 pod:shop/web/1, RunContainer, template changed (revision rev2bb); surge"
+    )
