@@ -1,6 +1,7 @@
 """A model-based test of the controller: random edits, scales, kills, readiness
-flips, the proxy's connect failures (with min_ready), engine outages and podctl restarts against `FakeRuntime`, with the
-invariants checked after every pass (Hypothesis `RuleBasedStateMachine`).
+flips, the proxy's connect failures (with min_ready), engine outages and podctl
+restarts against `FakeRuntime`, with the invariants checked after every pass
+(Hypothesis `RuleBasedStateMachine`).
 
 Everything is driven by hand: passes run with `reconcile_once()` (no loop, so
 long steps run inline), the clock is a number the rules advance, and health is
