@@ -123,6 +123,11 @@ class Instance:
             max_replicas,
             templates,
             state=self.state,
+            load_without_set=(
+                (lambda: load_stacks(self.paths, {}, self.environ, max_replicas=max_replicas))
+                if self.overrides
+                else None
+            ),
         )
         self.controller.observers.append(self.stacks.observe_plan)
         self.handlers = ControlHandlers(

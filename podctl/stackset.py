@@ -79,12 +79,16 @@ class StackSet:
         templates: dict[str, ContainerTemplate] | None = None,
         *,
         state: StateDir | None = None,
+        load_without_set: Callable[[], list[DesiredStack]] | None = None,
     ) -> None:
         self.max_replicas = max_replicas
         self.controller = controller
         self.files = files
         self.load = load
         self.history = history
+        # The stacks without `--set` values (None: there are none), to tell a revision
+        # that `--set` made from one the file made (`rollout history`'s cause).
+        self.load_without_set = load_without_set
         # The stacks as their files say (the controller runs them with the overrides).
         self.file_stacks: list[DesiredStack] = list(controller.stacks)
         self._scale_file = (
@@ -243,10 +247,34 @@ class StackSet:
 
     async def record_revisions(self, cause: str) -> None:
         """Remember each pod's current template (a no-op when it is the newest already),
-        keeping the stack's `history` revisions per pod."""
+        keeping the stack's `history` revisions per pod.
+
+        At start (`cause` "start") a new revision is put down to `--set` when the pod's
+        revision depends on `--set` values (the files alone give another), and to a
+        file change otherwise; on a reload it is a file change (`--set` is the same).
+        """
+        plain: dict[tuple[str, str], str] | None = None
+        if cause == "start" and self.load_without_set is not None:
+            plain = await self._revisions_without_set(self.load_without_set)
         for stack in self.controller.stacks:
             for pod in stack.pods:
-                await self._record(stack, pod.name, pod.revision, pod.template, cause)
+                why = cause
+                if cause == "start":
+                    made_by_set = plain is not None and plain.get((stack.name, pod.name)) != (
+                        pod.revision
+                    )
+                    why = "--set" if made_by_set else "file change"
+                await self._record(stack, pod.name, pod.revision, pod.template, why)
+
+    @staticmethod
+    async def _revisions_without_set(
+        load: Callable[[], list[DesiredStack]],
+    ) -> dict[tuple[str, str], str]:
+        try:
+            stacks = await anyio.to_thread.run_sync(load)
+        except SpecError:
+            return {}  # the files need `--set` to load at all: every revision depends on it
+        return {(s.name, p.name): p.revision for s in stacks for p in s.pods}
 
     async def replace_stacks(self, stacks: Sequence[DesiredStack], why: str) -> None:
         """Run `stacks` from now on. A stack no longer among them (renamed or removed

@@ -81,7 +81,9 @@ def verdict(s: RolloutRow) -> int | None:
     return None if under_way(s) else EXIT_OK
 
 
-def progress_line(s: RolloutRow, now: float) -> str:
+def progress_line(s: RolloutRow, now: float, *, followed: bool = True) -> str:
+    """One line of `rollout status`; `followed`: the rollout was seen under way (a
+    complete one seen only at its end shows how long it took, from its message)."""
     elapsed = "" if s.started_at is None else f", {_duration(max(now - s.started_at, 0.0))}"
     head = f"{s.stack}/{s.pod}: revision {s.revision[:6]}"
     if s.override is not None:
@@ -92,6 +94,10 @@ def progress_line(s: RolloutRow, now: float) -> str:
     )
     match s.state:
         case "complete":
+            if not followed:
+                return f"{head}: rollout complete: {counts}" + (
+                    f" ({s.message})" if s.message else ""
+                )
             return f"{head}: rollout complete: {counts}{elapsed}"
         case "failed":
             return f"{head}: rollout failed: {s.message}"
@@ -116,17 +122,18 @@ def _key(s: RolloutRow) -> tuple[object, ...]:
     return (s.revision, s.state, s.new_ready, s.new_available, s.desired, s.old_remaining)
 
 
-def _show(s: RolloutRow, output: Format) -> None:
+def _show(s: RolloutRow, output: Format, *, followed: bool = False) -> None:
     if output is Format.json:
         sys.stdout.write(msgspec.json.encode(s).decode() + "\n")
     else:
-        typer.echo(safe(progress_line(s, time.time())))
+        typer.echo(safe(progress_line(s, time.time(), followed=followed)))
     sys.stdout.flush()
 
 
 async def follow(stack: str, pod: str, output: Format) -> int:
     """Print the rollout's progress until it ends; its exit code."""
     last: tuple[object, ...] | None = None
+    followed = False
     request = Request(verb="rollout_status", stack=stack, name=pod, follow=True)
     async for line in client.stream_lines(common.socket(), request):
         data = msgspec.json.decode(line)
@@ -134,8 +141,9 @@ async def follow(stack: str, pod: str, output: Format) -> int:
             raise common.fail(str(data.get("error") or "request failed"))
         s = msgspec.convert(data, RolloutRow)
         code = verdict(s)
+        followed = followed or code is None
         if _key(s) != last or code is not None:
-            _show(s, output)
+            _show(s, output, followed=followed)
             last = _key(s)
         if code is not None:
             return code
