@@ -482,3 +482,36 @@ def test_old_replicas_no_probe_has_answered_for_yet_are_not_replaced_at_once() -
         "[1] -> #2 pod:shop/web/0, RunContainer, template changed (revision rev2bb)\n"
         "[] -> #3 pod:shop/web/1, RunContainer, template changed (revision rev2bb); surge"
     )
+
+
+def test_a_revision_superseded_before_it_was_available_is_no_rollback_target() -> None:
+    # rev1 ran; rev2's rollout was interrupted by the edit to rev3 (one rev2 replica
+    # up, not yet available); rev3 then misses its deadline: back to rev1, never to
+    # rev2, which was never fully available.
+    o0, o1, o2 = old3()
+    p = run(stack(pod(revision=R2)), observed(o0, o1, o2), templates={R1: template()})
+    led = Ledger(rollouts={KEY: p.steps[0].record})  # type: ignore[union-attr]
+    mid = container("web", 0, revision=R2, started_at=1950.0)
+    desired = stack(pod(revision=R3, readiness=True))
+    p = run(desired, observed(o0, o1, o2, mid), led)
+    rec3 = p.steps[0].record  # type: ignore[union-attr]
+    assert (rec3.revision, rec3.from_revision) == (R3, R1)
+    assert [a.revision for a in rec3.available] == [R1]
+    n0 = container("web", 0, revision=R3, started_at=1960.0)
+    obs = observed(o1, o2, mid, n0)
+    health = {c.id: ContainerHealth(started=True, ready=True) for c in (o1, o2, mid)}
+    health[n0.id] = ContainerHealth(started=True, ready=False)
+    late = NOW + 600.0
+    p = run(desired, obs, Ledger(rollouts={KEY: rec3}), health, now=late)
+    lines = p.render().splitlines()
+    assert lines[1].startswith(
+        "[1] -> #2 rollout:shop/web, RecordRollout, RolledBack: rolled back to revision rev1aa"
+    )
+    # Slot 0 now holds two old revisions: the failed one goes, the ready rev2 serves
+    # until a rev1 replica is available in its place.
+    assert lines[2:] == [
+        "[] -> #3 container:shop-web-0-rev3cc, RemoveContainer,"
+        " superseded mid-rollout (revision rev3cc)",
+        "[] -> #4 pod:shop/web/0, RunContainer, rollout override (revision rev1aa); surge",
+    ]
+    assert p.rollouts[0].revision == R1
