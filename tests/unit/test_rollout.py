@@ -5,11 +5,13 @@ from __future__ import annotations
 import msgspec
 
 from podctl.health.model import ContainerHealth, ProbeResult
+from podctl.net.endpoints import backends as to_backends
+from podctl.net.endpoints import routing_tables
 from podctl.reconcile.ledger import AvailableRevision, Ledger, RestartRecord, rollout_key
 from podctl.reconcile.plan import plan
 from podctl.reconcile.rollout import pause, resume, rollout_budget, undo, undo_target
 from podctl.reconcile.steps import Plan, RecordRollout, RunContainer
-from podctl.spec.model import ContainerTemplate, MountSpec, RolloutSpec
+from podctl.spec.model import ContainerTemplate, DesiredService, MountSpec, RolloutSpec
 from tests.unit.planbuild import container, observed, pod, rolling, stack, template
 
 NOW = 2000.0
@@ -515,3 +517,25 @@ def test_a_revision_superseded_before_it_was_available_is_no_rollback_target() -
         "[] -> #4 pod:shop/web/0, RunContainer, rollout override (revision rev1aa); surge",
     ]
     assert p.rollouts[0].revision == R1
+
+
+def test_planner_and_router_agree_on_an_old_revision_without_probes() -> None:
+    # rev1 had no probes; the file's rev2 adds a readiness probe. The prober records
+    # rev1's replicas as ready (probed with their own template: none), and both the
+    # planner and the routing tables read that one entry: they stay ready and routed,
+    # rather than being judged by a probe they never had.
+    svc = DesiredService(stack="shop", name="web", pod="web", target_port=8080, port=18080)
+    desired = msgspec.structs.replace(stack(pod(revision=R2, readiness=True)), services=(svc,))
+    obs = observed(*old3())
+    seeded = {
+        c.id: ContainerHealth(started=True, ready=True, started_at=c.started_at)
+        for c in obs.containers
+    }
+    p = run(desired, obs, rolling(), seeded)
+    assert p.render() == (
+        "[] -> #1 pod:shop/web/0, RunContainer, template changed (revision rev2bb); surge"
+    )
+    planner_ready = {s.container_id for s in p.status if s.ready}
+    tables = routing_tables([desired], to_backends(p.status), seeded)
+    routed = {e.key for e in tables["shop/web"]}
+    assert routed == planner_ready == {c.id for c in obs.containers}
