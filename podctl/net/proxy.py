@@ -198,8 +198,12 @@ class _BackendSide(_Pump):
 
     def connection_lost(self, exc: Exception | None) -> None:
         client = self.client
-        ct = client.transport if client is not None else None
-        if exc is not None and client is not None and client.endpoint_key is not None:
+        # Only the attached backend speaks for the client. An attempt that timed out
+        # (or was cancelled) may still complete its connect and then be closed by
+        # asyncio: that must not close a client whose next attempt is under way.
+        attached = client is not None and client.backend is self
+        ct = client.transport if client is not None and attached else None
+        if exc is not None and attached and client is not None and client.endpoint_key:
             # A reset (or another error) from the backend, not our own close or abort.
             client.proxy._backend_failed(client.endpoint_key)
         if ct is not None and not ct.is_closing():
