@@ -133,17 +133,26 @@ class ControlHandlers:
         return Reply(ok=True, data=msgspec.to_builtins(data), engine=self._engine())
 
     def _status(self, stack: str | None) -> list[ReplicaStatus]:
+        notes: dict[tuple[str, str], str | None] = {}  # one look per pod, not per replica
         return [
-            self._live(s) for s in self.controller.status() if stack is None or s.stack == stack
+            self._live(s, notes)
+            for s in self.controller.status()
+            if stack is None or s.stack == stack
         ]
 
-    def _live(self, s: ReplicaStatus) -> ReplicaStatus:
+    def _live(
+        self, s: ReplicaStatus, notes: dict[tuple[str, str], str | None] | None = None
+    ) -> ReplicaStatus:
         """The replica with its probe message as of now. A failing probe's message
         changing (connection refused, then HTTP 404) does not wake the planner, so
         the reason of its last pass may be stale; the health store is not. A replica
         with nothing else to say names the override its pod is under."""
         if s.reason is None:
-            held = self.override_note(s.stack, s.pod)
+            notes = {} if notes is None else notes
+            key = (s.stack, s.pod)
+            if key not in notes:
+                notes[key] = self.override_note(s.stack, s.pod)
+            held = notes[key]
             return s if held is None else msgspec.structs.replace(s, reason=held)
         if s.ready or s.container_id is None or not (s.reason or "").startswith("Unhealthy"):
             return s
@@ -268,9 +277,10 @@ class ControlHandlers:
         """The overrides in force on a pod (`describe`, `rollout status`): rollback or
         undo (revision, why, since), pause (since), scale (replicas)."""
         out: dict[str, Any] = {}
-        st = self.controller.stack(stack)
-        p = st.pod(pod) if st is not None else None
         rec = self.controller.ledger.rollouts.get(f"{stack}/{pod}")
+        held = rec is not None and (rec.override is not None or rec.paused is not None)
+        st = self.controller.stack(stack) if held else None  # `get pods`: only when needed
+        p = st.pod(pod) if st is not None else None
         if p is not None and rec is not None:
             ov = rec.override
             if ov is not None and ov.file_revision == p.revision:
@@ -359,7 +369,7 @@ class ControlHandlers:
                 rec = await c.rollout_resume(stack, pod)
             else:
                 rec = await self.owner.rollout_undo(stack, pod, request.revision)
-        except (LookupError, ValueError) as exc:
+        except (LookupError, ValueError, TimeoutError) as exc:
             return Reply(ok=False, error=str(exc))
         target = rec.override.revision if rec.override is not None else rec.revision
         if request.verb == "rollout_undo" and rec.override is None:

@@ -147,7 +147,9 @@ async def follow(stack: str, pod: str, output: Format) -> int:
             last = _key(s)
         if code is not None:
             return code
-    raise common.fail("podctl run stopped before the rollout ended")
+    raise common.fail(
+        f"{stack}/{pod}: podctl stopped, or the stack went down, before the rollout ended"
+    )
 
 
 @app.command()

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 import anyio
 import anyio.abc
@@ -50,6 +50,8 @@ if TYPE_CHECKING:
     from podctl.spec.model import ContainerTemplate, DesiredPod, DesiredStack
 
 log = logging.getLogger("podctl.controller")
+
+R = TypeVar("R")
 
 
 def _first_error(group: BaseExceptionGroup[EngineError]) -> EngineError:
@@ -91,6 +93,9 @@ STATE_ACTIONS = frozenset(
     }
 )
 ENGINE_WATCH_INTERVAL_S = 5.0
+# How long a rollout verb waits for a pass to make its change, then for it to plan.
+VERB_CHANGE_WAIT_S = 25.0
+VERB_PLAN_WAIT_S = 10.0
 DYING_PATIENCE_S = 10.0
 
 
@@ -182,6 +187,8 @@ class Controller:
         # are dropped (those of another podctl sharing the state directory are not).
         self._managed = {s.name for s in self.stacks}
         self._forget_pending = True
+        # Ledger changes of the rollout verbs, run at the start of the next pass.
+        self._changes: list[Callable[[], None]] = []
         # RunContainer steps that could not be resolved, target -> message: told once.
         self._resolve_failed: dict[str, str] = {}
 
@@ -207,7 +214,11 @@ class Controller:
     #
     # Each changes the pod's record in the Ledger (the planner's input) through the
     # rollout module, saves the Ledger (so the override or pause survives a restart)
-    # and wakes the loop: the next pass carries it out. They decide nothing else.
+    # and returns once a pass has planned with it. They decide nothing else.
+    #
+    # The change is made between passes, by the loop itself (`_between_passes`): a
+    # pass's apply writes the rollout records its plan decided, and a change made
+    # while it applies would be overwritten by a record decided before it.
 
     def rollout_status(self, stack: str, pod: str) -> RolloutStatus | None:
         """The pod's rollout as of the last pass (None before its first pass)."""
@@ -226,22 +237,30 @@ class Controller:
 
     async def rollout_pause(self, stack: str, pod: str) -> RolloutRecord:
         """No replacement steps for the pod until `resume` or its entry in the file changes."""
-        _, p = self.desired_pod(stack, pod)
-        rec = rollout.pause(self.ledger, stack, p, self.clock())
-        self.events.emit(stack, f"rollout:{stack}/{pod}", "RolloutPaused", "rollout pause")
-        await self._verb_done()
-        return rec
+
+        def change() -> RolloutRecord:
+            _, p = self.desired_pod(stack, pod)
+            before = self.ledger.rollouts.get(rollout_key(stack, pod))
+            if before is not None and target_of(before, p).paused is not None:
+                raise ValueError(f"{stack}/{pod} is already paused")
+            rec = rollout.pause(self.ledger, stack, p, self.clock())
+            self.events.emit(stack, f"rollout:{stack}/{pod}", "RolloutPaused", "rollout pause")
+            return rec
+
+        return await self._between_passes(change)
 
     async def rollout_resume(self, stack: str, pod: str) -> RolloutRecord:
-        _, p = self.desired_pod(stack, pod)
-        rec = self.ledger.rollouts.get(rollout_key(stack, pod))
-        if rec is None or rec.paused is None or target_of(rec, p).paused is None:
-            raise ValueError(f"{stack}/{pod} is not paused")
-        resumed = rollout.resume(self.ledger, stack, pod, self.clock())
-        assert resumed is not None
-        self.events.emit(stack, f"rollout:{stack}/{pod}", "RolloutResumed", "rollout resume")
-        await self._verb_done()
-        return resumed
+        def change() -> RolloutRecord:
+            _, p = self.desired_pod(stack, pod)
+            rec = self.ledger.rollouts.get(rollout_key(stack, pod))
+            if rec is None or rec.paused is None or target_of(rec, p).paused is None:
+                raise ValueError(f"{stack}/{pod} is not paused")
+            resumed = rollout.resume(self.ledger, stack, pod, self.clock())
+            assert resumed is not None
+            self.events.emit(stack, f"rollout:{stack}/{pod}", "RolloutResumed", "rollout resume")
+            return resumed
+
+        return await self._between_passes(change)
 
     async def rollout_undo(
         self, stack: str, pod: str, *, to_revision: str | None = None
@@ -250,6 +269,9 @@ class Controller:
         without it to the last fully available revision before the one it runs now
         (failed ones skipped). LookupError: no such revision; ValueError: it cannot
         run in the stack as it is now, or it is the one running."""
+        return await self._between_passes(lambda: self._undo(stack, pod, to_revision))
+
+    def _undo(self, stack: str, pod: str, to_revision: str | None) -> RolloutRecord:
         st, p = self.desired_pod(stack, pod)
         key = rollout_key(stack, pod)
         rec = self.ledger.rollouts.get(key)
@@ -285,7 +307,7 @@ class Controller:
         problem = cannot_run(template, st)
         if problem is not None:
             raise ValueError(f"{stack}/{pod}: revision {short(revision)} cannot run now: {problem}")
-        rec = rollout.undo(
+        return rollout.undo(
             self.ledger,
             stack,
             p,
@@ -294,14 +316,50 @@ class Controller:
             now=self.clock(),
             reason=f"rollout undo to revision {short(revision)} (from {short(current)})",
         )
-        await self._verb_done()
-        return rec
 
-    async def _verb_done(self) -> None:
-        """Save the Ledger (an override or pause must survive a restart), look again."""
+    async def _between_passes(self, change: Callable[[], R]) -> R:
+        """Run `change` (of the Ledger) at the start of the next pass, save the Ledger,
+        and wait (bounded) until that pass has planned, so that a `rollout status`
+        asked next sees it. Without a running loop (tests drive passes), at once."""
+        if self._background is None:
+            result = change()
+        else:
+            ran = anyio.Event()
+            results: list[R] = []
+            errors: list[Exception] = []
+            planned: list[anyio.Event] = []
+
+            def run() -> None:
+                planned.append(self._pass_done)  # set once this very pass has planned
+                try:
+                    results.append(change())
+                except Exception as exc:  # handed to the verb's caller
+                    errors.append(exc)
+                ran.set()
+
+            self._changes.append(run)
+            self.wake()
+            # A pass in apply can take up to an engine call's timeout to come round.
+            with anyio.move_on_after(VERB_CHANGE_WAIT_S):
+                await ran.wait()
+            if not ran.is_set():
+                self._changes.remove(run)
+                raise TimeoutError("the controller did not come round to it; try again")
+            if errors:
+                raise errors[0]
+            result = results[0]
         if self.on_ledger_change is not None:
             await self.on_ledger_change(self.ledger)
         self.wake()
+        if self._background is not None and self.engine_ok:
+            with anyio.move_on_after(VERB_PLAN_WAIT_S):
+                await planned[0].wait()
+        return result
+
+    def _run_changes(self) -> None:
+        changes, self._changes = self._changes, []
+        for run in changes:
+            run()
 
     # -- the loop ----------------------------------------------------------
 
@@ -344,6 +402,7 @@ class Controller:
         """One observe-plan-apply pass; returns how long to sleep before the next."""
         self.passes += 1
         log.debug("reconcile pass %d", self.passes)
+        self._run_changes()  # the rollout verbs' (see _between_passes)
         try:
             observed = await self.observe()
         except EngineError as exc:

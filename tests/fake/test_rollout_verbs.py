@@ -11,7 +11,9 @@ import msgspec
 import pytest
 
 from podctl import labels
+from podctl.api.handlers import ControlHandlers
 from podctl.api.rollouts import history_rows
+from podctl.api.schema import Request
 from podctl.reconcile.controller import Controller
 from podctl.reconcile.ledger import Ledger
 from podctl.runtime.fake import FakeRuntime
@@ -138,6 +140,8 @@ async def test_pause_holds_a_rollout_across_a_restart_and_resume_finishes_it(
     await c.reconcile_once()  # RolloutStarted and the surge replica
     assert revisions(rt) == [R1, R1, R2]
     await c.rollout_pause("shop", "web")
+    with pytest.raises(ValueError, match="already paused"):
+        await c.rollout_pause("shop", "web")
     await settle(c)
     assert revisions(rt) == [R1, R1, R2]  # nothing replaced
     status = c.rollout_status("shop", "web")
@@ -284,3 +288,101 @@ async def test_a_revision_that_set_made_is_recorded_with_cause_set(tmp_path: Pat
     await stacks.record_revisions("start")
     assert [r.cause for r in history.list("shop", "web")] == ["--set"]
     assert [r.cause for r in history.list("shop", "api")] == ["file change"]
+
+
+# -- through the control API (what the CLI asks) --------------------------------------
+
+
+def handlers(c: Controller, stacks: StackSet) -> ControlHandlers:
+    from podctl.health.store import HealthStore
+
+    return ControlHandlers(c, None, HealthStore(), stacks)  # type: ignore[arg-type]
+
+
+async def test_the_rollout_verbs_over_the_control_api(tmp_path: Path) -> None:
+    c, _, stacks, _, _ = setup(tmp_path)
+    api = handlers(c, stacks)
+    await stacks.record_revisions("start")
+    await settle(c)
+    missing = await api.handle(Request(verb="rollout_status", stack="shop", name="nope"))
+    assert not missing.ok and "no pod shop/nope" in (missing.error or "")
+    await stacks.loaded([stack(v(R2))])
+    await settle(c)
+
+    reply = await api.handle(Request(verb="rollout_undo", stack="shop", name="web"))
+    assert reply.ok and reply.data["revision"] == R1
+    await settle(c)
+    status = (await api.handle(Request(verb="rollout_status", stack="shop", name="web"))).data
+    assert (status["state"], status["revision"], status["override"]) == ("complete", R1, "undo")
+    await stacks.scale("shop", "web", 3)
+    await settle(c)
+    pods = (await api.handle(Request(verb="get_pods"))).data
+    assert {p["reason"] for p in pods} == {f"Override: undo to {R1[:6]}, scaled to 3"}
+    described = (await api.handle(Request(verb="describe_pod", name="shop/web-0"))).data
+    assert described["overrides"]["undo"]["revision"] == R1
+    assert described["overrides"]["scale"] == {"replicas": 3}
+    history = (await api.handle(Request(verb="rollout_history", stack="shop", name="web"))).data
+    assert [(h["revision"], h["status"], h["cause"]) for h in history] == [
+        (R2, "complete", "file change"),
+        (R1, "current", "undo"),
+    ]
+    bad = await api.handle(
+        Request(verb="rollout_undo", stack="shop", name="web", revision="nothere")
+    )
+    assert not bad.ok and "unknown revision" in (bad.error or "")
+    assert (await api.handle(Request(verb="rollout_pause", stack="shop", name="web"))).ok
+    again = await api.handle(Request(verb="rollout_pause", stack="shop", name="web"))
+    assert not again.ok and "already paused" in (again.error or "")
+    assert (await api.handle(Request(verb="rollout_resume", stack="shop", name="web"))).ok
+
+
+async def test_the_status_stream_follows_passes(tmp_path: Path) -> None:
+    """`rollout status` gets a line whenever a pass changes the pod's rollout."""
+    c, rt, stacks, _, _ = setup(tmp_path)
+    api = handlers(c, stacks)
+    await settle(c)
+    await stacks.loaded([stack(v(R2))])
+    seen: list[dict[str, object]] = []
+    request = Request(verb="rollout_status", stack="shop", name="web", follow=True)
+
+    async def read() -> None:
+        async for line in api.stream(request):
+            seen.append(msgspec.json.decode(line))
+            if seen[-1]["state"] == "complete" and seen[-1]["revision"] == R2:
+                return
+
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(read)
+            while not (seen and seen[-1]["state"] == "complete" and seen[-1]["revision"] == R2):
+                await c.reconcile_once()
+                await anyio.sleep(0.01)
+    assert revisions(rt) == [R2, R2]
+    assert any(s["state"] == "progressing" for s in seen), seen
+
+
+async def test_with_the_loop_running_a_verb_returns_once_a_pass_planned_with_it(
+    tmp_path: Path,
+) -> None:
+    """The change is made between passes (a pass applying records decided before it
+    cannot overwrite it), and the verb returns once a pass has planned with it: a
+    `rollout status` asked next sees it."""
+    c, rt, stacks, saved, _ = setup(tmp_path)
+    await settle(c)
+    async with anyio.create_task_group() as tg:
+        await tg.start(c.run)
+        with anyio.fail_after(10):
+            await c.wait_converged()
+            await stacks.loaded([stack(v(R2))])
+            while not any(x.labels[labels.REVISION] == R2 for x in rt.running("shop")):
+                await c.next_pass()
+            await c.rollout_pause("shop", "web")
+            status = c.rollout_status("shop", "web")
+            assert status is not None and status.state == "paused"
+            assert saved.load().rollouts["shop/web"].paused is not None
+            with pytest.raises(ValueError, match="already paused"):
+                await c.rollout_pause("shop", "web")
+            await c.rollout_resume("shop", "web")
+            while revisions(rt) != [R2, R2]:
+                await c.next_pass()
+        tg.cancel_scope.cancel()

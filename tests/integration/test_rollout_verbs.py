@@ -39,17 +39,12 @@ pods:
       max_surge: 1
       max_unavailable: 0
       progress_deadline: {deadline}
-      min_ready: {min_ready}
 """
 
 
-def stack_text(
-    name: str, mode: str, *, crash: bool = False, deadline: str = "60s", min_ready: str = "0s"
-) -> str:
+def stack_text(name: str, mode: str, *, crash: bool = False, deadline: str = "60s") -> str:
     command = json.dumps(["sh", "-c", CRASH if crash else SERVE])
-    return STACK.format(
-        name=name, mode=mode, command=command, deadline=deadline, min_ready=min_ready
-    )
+    return STACK.format(name=name, mode=mode, command=command, deadline=deadline)
 
 
 def status(pc: Podctl, target: str) -> dict[str, Any]:
@@ -150,30 +145,62 @@ def test_env_change_history_and_undo(pc: Podctl, tmp_path: Path, stack_name: str
     assert pc.cli("rollout", "pause", target).returncode == 1
 
 
+GATED = """
+name: {name}
+pods:
+  web:
+    image: busybox:1.36
+    command: {command}
+    replicas: 2
+    env: {{MODE: {mode}}}
+    ports: {{http: 8080}}
+    mounts: [{{bind: ./gate, path: /gate, read_only: true}}]
+    readiness: {{exec: [sh, -c, "test -f /tmp/ready || test -f /gate/open"], period: 1s}}
+    stop_grace: 2s
+    rollout: {{progress_deadline: 120s}}
+"""
+
+
+def gated_text(name: str, mode: str, *, ready_by_itself: bool) -> str:
+    """Replicas of the first revision are ready by themselves; those of the second
+    only once the test opens the gate (a file on a bind mount): the test, not the
+    machine's speed, decides when the rollout can move."""
+    script = ("touch /tmp/ready; " if ready_by_itself else "") + SERVE
+    return GATED.format(name=name, mode=mode, command=json.dumps(["sh", "-c", script]))
+
+
 def test_pause_holds_a_rollout_and_resume_finishes_it(
     pc: Podctl, tmp_path: Path, stack_name: str
 ) -> None:
-    """Paused mid-rollout (min_ready keeps it slow enough to catch), nothing is
-    replaced until `resume`; then it completes."""
+    """Paused mid-rollout, nothing is replaced, not even once the new replica is
+    ready; `resume` lets the rollout finish."""
     target = f"{stack_name}/web"
-    path = write_stack(tmp_path, stack_text(stack_name, "one", min_ready="4s"))
+    (tmp_path / "gate").mkdir()
+    path = write_stack(tmp_path, gated_text(stack_name, "one", ready_by_itself=True))
     pc.start(path, extra=())
     pc.wait_ready(stack_name, 2)
     r1 = status(pc, target)["revision"]
-    write_stack(tmp_path, stack_text(stack_name, "two", min_ready="4s"))
+    write_stack(tmp_path, gated_text(stack_name, "two", ready_by_itself=False))
     r2 = wait_file_revision(pc, target, r1)
+    wait_for("the surge replica", lambda: r2 in revisions(pc, stack_name))
     paused = pc.cli("rollout", "pause", target)
     assert paused.returncode == 0, paused.stderr
     s = wait_for("the pause to show", lambda: (x := status(pc, target))["state"] == "paused" and x)
-    assert s["revision"] == r2 and s["old_remaining"] > 0, s
-    # Held: for several probe periods (and past min_ready), nothing is replaced.
-    held = revisions(pc, stack_name)
-    assert r1 in held, held
-    deadline = time.monotonic() + 6.0
+    assert s["revision"] == r2 and s["old_remaining"] == 2, s
+    assert revisions(pc, stack_name) == sorted([r1, r1, r2])
+
+    (tmp_path / "gate" / "open").touch()
+    wait_for(
+        "the new replica ready",
+        lambda: any(p["ready"] for p in pc.pods(stack_name) if p["revision"] == r2),
+    )
+    # Held: for several probe periods and passes, the old replicas stay, all of them.
+    deadline = time.monotonic() + 3.0
     while time.monotonic() < deadline:
-        assert revisions(pc, stack_name) == held
+        assert revisions(pc, stack_name) == sorted([r1, r1, r2])
         time.sleep(0.5)
-    assert "paused" in {p["reason"] for p in pc.pods(stack_name) if p["revision"] == r1}.pop()
+    reasons = {p["reason"] for p in pc.pods(stack_name) if p["revision"] == r1}
+    assert all("paused" in (r or "") for r in reasons), reasons
     # `rollout status` waits while the rollout is paused mid-way.
     waiting = pc.cli("rollout", "status", target, "--timeout", "2s", timeout=30)
     assert waiting.returncode == 1 and "not finished" in waiting.stderr, waiting.stderr
