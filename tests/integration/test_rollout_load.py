@@ -50,6 +50,7 @@ def stack_text(
     replicas: int = 3,
     script: str = SERVE,
     rollout: str = "{max_surge: 1, max_unavailable: 0, progress_deadline: 2m}",
+    ready_path: str = "/index.html",
 ) -> str:
     return f"""
         name: {stack}
@@ -60,7 +61,7 @@ def stack_text(
             env: {{REV: {rev}}}
             replicas: {replicas}
             ports: {{http: 8080}}
-            readiness: {{http: {{port: http, path: /index.html}}, period: 1s}}
+            readiness: {{http: {{port: http, path: {ready_path}}}, period: 1s}}
             stop_grace: 2s
             rollout: {rollout}
         services:
@@ -323,3 +324,43 @@ def test_kill9_mid_rollout_converges_without_duplicates_or_going_below_the_floor
         assert sum(r.state == "running" for r in sample) >= 3, sample
         slots = [(r.replica, r.revision) for r in sample]
         assert len(slots) == len(set(slots)), f"duplicate replica: {sample}"
+
+
+def test_old_replicas_keep_their_own_readiness_probe_mid_rollout(
+    pc: Podctl, tmp_path: Path, stack_name: str, port: int
+) -> None:
+    # v1 moves the readiness probe to a page only v1 serves. Probed with v1's probe,
+    # v0's replicas would all fail it within seconds and leave the service together;
+    # probed with their own, they stay ready until each is replaced.
+    path = tmp_path / "stack.yaml"
+    slow = "{max_surge: 1, max_unavailable: 0, min_ready: 3s, progress_deadline: 3m}"
+    save(path, stack_text(stack_name, port, "v0", rollout=slow))
+    pc.start(path, extra=())
+    wait_for("3 ready replicas serving v0", lambda: serving(pc, stack_name, port, "v0"), 90)
+    v1_serves = SERVE.replace("; trap", "; touch /www/ready-v1.html; trap")
+    ready_counts: list[int] = []
+    with Load(port) as load:
+        wait_for("the clients to get answers", lambda: load.seen("v0"), 30)
+        save(
+            path,
+            stack_text(
+                stack_name, port, "v1", rollout=slow, script=v1_serves, ready_path="/ready-v1.html"
+            ),
+        )
+
+        def done() -> bool:
+            pods = pc.pods(stack_name)
+            ready_counts.append(sum(1 for p in pods if p["ready"]))
+            return (
+                load.seen("v1")
+                and serving(pc, stack_name, port, "v1") is True
+                and all(p["ready"] for p in pods)
+                and len({p["revision"] for p in pods}) == 1
+            )
+
+        wait_for("the rollout to v1 to finish", done, 180, every=0.5)
+        assert rollout_status(pc, stack_name) == 0
+    total = len(load.snapshot())
+    assert load.failures() == [], f"{len(load.failures())} of {total} failed"
+    # The ready floor (replicas - max_unavailable = 3) held at every look.
+    assert min(ready_counts) >= 3, ready_counts
