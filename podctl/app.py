@@ -21,6 +21,7 @@ import anyio
 from podctl import early_signals
 from podctl.api.handlers import ControlHandlers
 from podctl.api.server import serve
+from podctl.bridge.inputs import load_stacks  # stack files and Kubernetes YAML
 from podctl.health.prober import ProberSupervisor
 from podctl.health.store import HealthEvent, HealthStore
 from podctl.logs import configure_logging
@@ -31,7 +32,7 @@ from podctl.reconcile.controller import Controller
 from podctl.reconcile.events import EventLog
 from podctl.reconcile.ledger import Ledger
 from podctl.reload import StackWatcher
-from podctl.spec import DEFAULT_MAX_REPLICAS, load_stacks
+from podctl.spec import DEFAULT_MAX_REPLICAS
 from podctl.stackset import StackSet
 from podctl.storage.files import EnvironStackFiles, StackFiles
 from podctl.storage.history import RevisionHistory

@@ -343,8 +343,10 @@ class ControlHandlers:
                 await self.controller.next_pass()
             if waited.cancelled_caught and last is not None:
                 yield msgspec.json.encode(last) + b"\n"
-            if self.controller.stack(stack) is None:
-                return  # the stack went down
+            try:
+                self.controller.desired_pod(stack, pod)
+            except LookupError:
+                return  # the stack went down, or the pod left it
 
     async def rollout_history(self, stack: str, pod: str) -> Reply:
         try:

@@ -22,6 +22,7 @@ from tests.integration.harness import Podctl, wait_for, write_stack
 pytestmark = pytest.mark.docker
 
 SERVE = 'trap "exit 0" TERM; httpd -f -p 8080 -h /tmp & wait'
+SECRET = "s3cr3t-h10-rollout-value"
 CRASH = "exit 3"
 
 STACK = """
@@ -31,7 +32,7 @@ pods:
     image: busybox:1.36
     command: {command}
     replicas: 2
-    env: {{MODE: {mode}}}
+    env: {{MODE: {mode}, TOKEN: {{secret: token}}}}
     ports: {{http: 8080}}
     readiness: {{tcp: {{port: http}}, period: 1s}}
     stop_grace: 2s
@@ -39,6 +40,7 @@ pods:
       max_surge: 1
       max_unavailable: 0
       progress_deadline: {deadline}
+secrets: {{token: {{env: H10_TOKEN}}}}
 """
 
 
@@ -81,6 +83,7 @@ def ready_at(pc: Podctl, stack: str, revision: str, n: int = 2) -> bool:
 
 def test_env_change_history_and_undo(pc: Podctl, tmp_path: Path, stack_name: str) -> None:
     target = f"{stack_name}/web"
+    pc.env["H10_TOKEN"] = SECRET  # delivered as env (opted in): never shown by a verb
     path = write_stack(tmp_path, stack_text(stack_name, "one"))
     pc.start(path, extra=())  # hot reload on
     pc.wait_ready(stack_name, 2)
@@ -133,6 +136,17 @@ def test_env_change_history_and_undo(pc: Podctl, tmp_path: Path, stack_name: str
     wait_for("both replicas at r2", lambda: ready_at(pc, stack_name, r2))
     unknown = pc.cli("rollout", "undo", target, "--to-revision", "ffffffff")
     assert unknown.returncode == 1 and "unknown revision" in unknown.stderr
+
+    # No verb shows the secret's value, and the state directory does not hold it.
+    shown = [
+        pc.cli("rollout", "history", target, "-o", "json").stdout,
+        pc.cli("rollout", "status", target, "--no-watch", "-o", "json").stdout,
+        pc.cli("describe", "pod", f"{target}-0", "-o", "json").stdout,
+        pc.cli("events", stack_name, "-o", "json").stdout,
+    ]
+    assert all(SECRET not in out for out in shown)
+    for f in (tmp_path / "state").rglob("*"):
+        assert not f.is_file() or SECRET.encode() not in f.read_bytes(), f
 
     # With podctl stopped, the history is read from the state directory.
     online = history(pc, target)
@@ -217,6 +231,7 @@ def test_a_crash_looping_revision_is_rolled_back_and_status_exits_1(
     pc: Podctl, tmp_path: Path, stack_name: str
 ) -> None:
     target = f"{stack_name}/web"
+    pc.env["H10_TOKEN"] = SECRET
     path = write_stack(tmp_path, stack_text(stack_name, "one", deadline="10s"))
     pc.start(path, extra=())
     pc.wait_ready(stack_name, 2)
@@ -242,3 +257,46 @@ def test_a_crash_looping_revision_is_rolled_back_and_status_exits_1(
     assert pc.cli("rollout", "status", target, "--timeout", "10s", timeout=30).returncode == 1
     reasons = {p["reason"] for p in pc.pods(stack_name)}
     assert reasons == {f"Override: rollback to {r1[:6]}"}, reasons
+
+
+def test_overrides_and_history_survive_kill_9(pc: Podctl, tmp_path: Path, stack_name: str) -> None:
+    """A scale and a pause made mid-rollout hold across `kill -9` of podctl and a
+    restart (which adopts the replicas, duplicates none); the history survives."""
+    target = f"{stack_name}/web"
+    (tmp_path / "gate").mkdir()
+    path = write_stack(tmp_path, gated_text(stack_name, "one", ready_by_itself=True))
+    pc.start(path, extra=())
+    pc.wait_ready(stack_name, 2)
+    r1 = status(pc, target)["revision"]
+    write_stack(tmp_path, gated_text(stack_name, "two", ready_by_itself=False))
+    r2 = wait_file_revision(pc, target, r1)
+    wait_for("the surge replica", lambda: r2 in revisions(pc, stack_name))
+    assert pc.cli("rollout", "pause", target).returncode == 0
+    # Scaled while paused: the new slot is created (at the rollout's revision); no
+    # old replica is replaced. (An edit of the pod's entry would release the scale.)
+    assert pc.cli("scale", target, "3").returncode == 0
+    held = sorted([r1, r1, r2, r2])
+    wait_for("the third slot", lambda: revisions(pc, stack_name) == held)
+
+    pc.kill9()
+    pc.start(path, extra=())
+    s = wait_for("the pause restored", lambda: (x := status(pc, target))["state"] == "paused" and x)
+    assert (s["revision"], s["desired"]) == (r2, 3), s
+    (tmp_path / "gate" / "open").touch()
+    wait_for(
+        "the new replica ready",
+        lambda: any(p["ready"] for p in pc.pods(stack_name) if p["revision"] == r2),
+    )
+    deadline = time.monotonic() + 3.0
+    while time.monotonic() < deadline:
+        assert revisions(pc, stack_name) == held  # still held, nothing duplicated
+        time.sleep(0.5)
+    described = json.loads(pc.cli("describe", "pod", f"{target}-0", "-o", "json").stdout)
+    assert set(described["overrides"]) == {"pause", "scale"}, described["overrides"]
+
+    assert pc.cli("rollout", "resume", target).returncode == 0
+    done = pc.cli("rollout", "status", target, "--timeout", "90s", timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert ready_at(pc, stack_name, r2, n=3), pc.pods(stack_name)
+    rows = history(pc, target)
+    assert [(r["revision"], r["status"]) for r in rows] == [(r1, "complete"), (r2, "current")]
