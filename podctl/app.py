@@ -112,6 +112,7 @@ class Instance:
             drain=self.router.drain,
             on_ledger_change=ledger.save,
             templates=lambda: templates,
+            backend_failures=self.router.backend_failures,
         )
         self.stacks = StackSet(
             self.controller,

@@ -128,7 +128,9 @@ class Controller:
     controller knowing them: `observers` see each plan (the services router
     follows the replicas it shows), `on_died` hears of a container's death
     before any snapshot does, `drain` lets a replica's connections finish
-    before it is stopped, and `on_ledger_change` persists restart counts.
+    before it is stopped, `on_ledger_change` persists restart counts, and
+    `backend_failures` tells the planner of the proxy's connect failures and
+    resets per replica (a new replica's `min_ready` starts over).
     """
 
     def __init__(
@@ -146,6 +148,7 @@ class Controller:
         drain: Drain | None = None,
         on_ledger_change: Callable[[Ledger], Awaitable[None]] | None = None,
         templates: Callable[[], Mapping[str, ContainerTemplate]] | None = None,
+        backend_failures: Callable[[], Mapping[str, float]] | None = None,
         resync_s: float = defaults.RESYNC_INTERVAL_S,
         engine_watch_s: float = ENGINE_WATCH_INTERVAL_S,
     ) -> None:
@@ -161,6 +164,8 @@ class Controller:
         self.drain = drain
         self.on_ledger_change = on_ledger_change
         self.templates = templates or _no_templates
+        # The services proxy's latest connect failure or reset per container id.
+        self.backend_failures = backend_failures or _no_failures
         self.resync_s = resync_s
         self.engine_watch_s = engine_watch_s
         self.engine_ok = True
@@ -419,6 +424,7 @@ class Controller:
             self.clock(),
             self._busy,
             templates=templates,
+            backend_failures=self.backend_failures(),
         )
         self._emit_backoffs(the_plan)
         self.last_plan = the_plan
@@ -587,11 +593,18 @@ class Controller:
         )
 
     def _probe_targets(self, observed: ObservedState) -> list[ProbeTarget]:
-        # Every revision's containers are probed with the file's template, as the
-        # services router gates them (net.endpoints) and the planner judges them:
-        # an override's replicas too (see the rollout module's notes).
+        """Every running container of a desired pod, with the probes of its own revision.
+
+        An old replica mid-rollout (or one an override runs) is probed, and so gated
+        by the planner and the services router alike, with its own revision's probes:
+        probing it with the file's new template would judge it by a path or port it
+        may not serve, take it out of every table and break the ready floor. Containers
+        without probes are listed too: the prober records them as ready, so that the
+        health view alone (`health.model.is_ready`) decides for every container.
+        """
         out = []
         by_name = {s.name: s for s in self.stacks}
+        history = self.templates()
         for c in observed.containers:
             stack = by_name.get(c.labels.get(labels.STACK, ""))
             if stack is None or c.state != "running":
@@ -599,9 +612,7 @@ class Controller:
             pod = stack.pod(c.labels.get(labels.POD, ""))
             if pod is None:
                 continue
-            t = pod.template
-            if t.startup is None and t.liveness is None and t.readiness is None:
-                continue
+            t = self._template_of(stack.name, pod, c.labels.get(labels.REVISION, ""), history)
             out.append(
                 ProbeTarget(
                     container_id=c.id,
@@ -615,6 +626,27 @@ class Controller:
                 )
             )
         return out
+
+    def _template_of(
+        self,
+        stack: str,
+        pod: DesiredPod,
+        revision: str,
+        history: Mapping[str, ContainerTemplate],
+    ) -> ContainerTemplate:
+        """The template a container of `revision` was made from: the file's, an
+        override's, one the rollout record keeps, or the revision history's. The
+        file's when none is known (a revision older than the history)."""
+        if revision == pod.revision or not revision:
+            return pod.template
+        rec = self.ledger.rollouts.get(rollout_key(stack, pod.name))
+        if rec is not None:
+            if rec.override is not None and rec.override.revision == revision:
+                return rec.override.template
+            for a in rec.available:
+                if a.revision == revision and a.template is not None:
+                    return a.template
+        return history.get(revision, pod.template)
 
     def _engine_down(self, exc: EngineError) -> None:
         if self.engine_ok:
@@ -747,6 +779,10 @@ async def teardown(
 
 
 def _no_templates() -> Mapping[str, ContainerTemplate]:
+    return {}
+
+
+def _no_failures() -> Mapping[str, float]:
     return {}
 
 
