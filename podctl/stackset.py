@@ -280,6 +280,7 @@ class StackSet:
         """Run `stacks` from now on. A stack no longer among them (renamed or removed
         from its file) goes down like `podctl down`: containers and network, not volumes."""
         before = {s.name: s for s in self.controller.stacks}
+        self._release_edited(self.file_stacks, stacks)
         self.file_stacks = list(stacks)
         stacks = self._with_scales(stacks)
         await self._save_scales()
@@ -289,6 +290,23 @@ class StackSet:
                 name, f"stack:{name}", "Removed", f"{why}: taking the stack down"
             )
             await self.teardown(before[name], remove_volumes=False)
+
+    def _release_edited(self, old: Sequence[DesiredStack], new: Sequence[DesiredStack]) -> None:
+        """Rollout overrides (undo, rollback, pause) hold until the pod's entry in the
+        file changes. A new revision releases them in the planner; an entry edited
+        with the same revision (replicas, rollout settings) is released here."""
+        was = {(s.name, p.name): p for s in old for p in s.pods}
+        for st in new:
+            for p in st.pods:
+                prev = was.get((st.name, p.name))
+                if (
+                    prev is not None
+                    and prev.revision == p.revision
+                    and entry_digest(prev) != entry_digest(p)
+                ):
+                    self.controller.release_overrides(
+                        st.name, p.name, "the pod's entry in the file changed"
+                    )
 
     async def down(self, stack: str, *, remove_volumes: bool) -> int:
         desired = self.controller.stack(stack)

@@ -189,6 +189,7 @@ class Controller:
         self._forget_pending = True
         # Ledger changes of the rollout verbs, run at the start of the next pass.
         self._changes: list[Callable[[], None]] = []
+        self._ledger_dirty = False  # a change between passes to save with the next one
         # RunContainer steps that could not be resolved, target -> message: told once.
         self._resolve_failed: dict[str, str] = {}
 
@@ -317,6 +318,32 @@ class Controller:
             reason=f"rollout undo to revision {short(revision)} (from {short(current)})",
         )
 
+    def release_overrides(self, stack: str, pod: str, why: str) -> None:
+        """Drop the pod's undo or rollback override and its pause at the next pass.
+
+        A change of the pod's revision in the file releases them in the planner; this
+        is for an edit of the rest of its entry (replicas, rollout settings), which
+        the stack set sees and the planner, given scaled pods, cannot."""
+        key = rollout_key(stack, pod)
+
+        def run() -> None:
+            rec = self.ledger.rollouts.get(key)
+            if rec is None or (rec.override is None and rec.paused is None):
+                return
+            held = " and ".join(
+                what
+                for what, ov in (("override", rec.override), ("pause", rec.paused))
+                if ov is not None
+            )
+            self.ledger.rollouts[key] = msgspec.structs.replace(rec, override=None, paused=None)
+            self._ledger_dirty = True
+            self.events.emit(
+                stack, f"pod:{key}", "OverrideReleased", f"rollout {held} released: {why}"
+            )
+
+        self._changes.append(run)
+        self.wake()
+
     async def _between_passes(self, change: Callable[[], R]) -> R:
         """Run `change` (of the Ledger) at the start of the next pass, save the Ledger,
         and wait (bounded) until that pass has planned, so that a `rollout status`
@@ -410,6 +437,9 @@ class Controller:
             return 2.0
         self._engine_up()
         self._settle_dying(observed)
+        if self._ledger_dirty:
+            self._ledger_dirty = False
+            await self._ledger_changed(observed)
         if self._forget_pending:
             self._forget_pending = False
             if self._forget_rollouts():

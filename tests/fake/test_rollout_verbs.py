@@ -173,6 +173,28 @@ async def test_an_edit_of_the_pod_releases_a_pause(tmp_path: Path) -> None:
     assert revisions(rt) == [R2, R2]
 
 
+async def test_an_edit_of_replicas_alone_releases_an_undo_and_a_pause(tmp_path: Path) -> None:
+    # The same revision, another replica count: the pod's entry in the file changed,
+    # so the undo (to rev1) and the pause give way to what the file says now.
+    c, rt, stacks, saved, _ = setup(tmp_path)
+    await stacks.record_revisions("file change")
+    await settle(c)
+    await roll_to(c, stacks, R2)
+    await stacks.record_revisions("file change")
+    await stacks.rollout_undo("shop", "web", None)
+    await settle(c)
+    assert revisions(rt) == [R1, R1]
+    await c.rollout_pause("shop", "web")
+
+    await stacks.loaded([stack(v(R2, replicas=3))])
+    await settle(c)
+    assert revisions(rt) == [R2, R2, R2]
+    rec = saved.load().rollouts["shop/web"]
+    assert rec.override is None and rec.paused is None
+    released = [e for e in c.events.history("shop") if e.reason == "OverrideReleased"]
+    assert released and "override and pause released" in released[-1].message, released
+
+
 async def test_history_outcomes_of_a_rolled_back_rollout(tmp_path: Path) -> None:
     """rev1 runs; rev2's replicas exit at once: past the deadline it is rolled back.
     The history says rev2 rolled-back and rev1 current with cause rollback."""
