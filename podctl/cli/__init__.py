@@ -20,6 +20,7 @@ from podctl.api import client
 from podctl.api.schema import PodRow, Request, ServiceRow, StackRow
 from podctl.cli import common
 from podctl.cli.common import EXIT_BAD_INPUT, EXIT_FAIL, OutputOpt, SetOpt
+from podctl.cli.dev import dev as dev_command
 from podctl.cli.output import Format, err, print_data, safe
 from podctl.spec.limits import DEFAULT_MAX_REPLICAS
 
@@ -440,6 +441,9 @@ def systemd_unit(
     except unit.UnitError as exc:
         raise common.fail(str(exc), EXIT_BAD_INPUT) from exc
     sys.stdout.write(text)
+
+
+app.command("dev")(dev_command)
 
 
 def main() -> None:

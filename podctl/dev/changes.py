@@ -239,10 +239,15 @@ class PodWatch:
         self._diff(out, candidates)
         return out
 
-    def full(self) -> Batch:
-        """Every wanted file of every sync rule, as if all had changed (initial sync)."""
+    def full(self, *, initial_only: bool = False) -> Batch:
+        """Every wanted file of every sync rule (with `initial_only`, of the rules with
+        `initial_sync`), as if all had changed."""
         out = Batch()
-        keys = list(self._everything())
+        keys = [
+            (i, rel)
+            for i, rel in self._everything()
+            if not initial_only or self.rules[i].spec.initial_sync
+        ]
         out.changed = len(keys)
         self._diff(out, dict.fromkeys(keys))
         return out
