@@ -222,7 +222,15 @@ class DevSession:
         await self._late_replicas(key, w)
         if not paths:
             return
+        took = self.debouncer.clock()
         batch = await anyio.to_thread.run_sync(w.batch, paths)
+        log.debug(
+            "dev: %s/%s: batch of %d paths taken %.0f ms after the last event, made in %.0f ms",
+            *key,
+            len(paths),
+            (took - last_event) * 1000,
+            (self.debouncer.clock() - took) * 1000,
+        )
         host = self._host
         assert host is not None
         obj = f"pod:{key[0]}/{key[1]}"
@@ -307,9 +315,18 @@ class DevSession:
             except EngineError as exc:
                 failures.append(str(exc))
 
+        began = time.monotonic()
         async with anyio.create_task_group() as tg:
             for cid in replicas:
                 tg.start_soon(one, cid)
+        log.debug(
+            "dev: %s/%s: %d bytes to %d replicas in %.0f ms",
+            pod.stack,
+            pod.name,
+            len(archive),
+            len(replicas),
+            (time.monotonic() - began) * 1000,
+        )
         obj = f"pod:{pod.stack}/{pod.name}"
         if no_rm:
             host.events.emit(
