@@ -200,9 +200,12 @@ async def _sweep(runtime: Runtime, stacks: list[str]) -> None:
 
 
 def _dev_session() -> DevSession:
+    import sys
+
     from podctl.dev.session import DevSession
 
-    return DevSession()
+    # The live view only on a terminal; otherwise the log lines are the output.
+    return DevSession(view=sys.stdout.isatty())
 
 
 def _first_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException:

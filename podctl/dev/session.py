@@ -50,6 +50,8 @@ from podctl.spec.model import image_ref
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
+    from podctl.api.handlers import ControlHandlers
+    from podctl.api.schema import ServiceRow
     from podctl.reconcile.controller import Controller
     from podctl.reconcile.events import EventLog
     from podctl.reconcile.observed import ObservedState
@@ -79,6 +81,19 @@ class DevHost(Protocol):
     controller: Controller
     events: EventLog
     stacks: StackSet
+    handlers: ControlHandlers
+
+
+class _ViewOf:
+    """The live view's window on the instance."""
+
+    def __init__(self, host: DevHost) -> None:
+        self.controller = host.controller
+        self.events = host.events
+        self._handlers = host.handlers
+
+    def services(self) -> list[ServiceRow]:
+        return self._handlers.service_rows(None)
 
 
 def referenced_outside_dev(stacks: Sequence[DesiredStack]) -> set[Path]:
@@ -96,7 +111,8 @@ def referenced_outside_dev(stacks: Sequence[DesiredStack]) -> set[Path]:
 class DevSession:
     """Watch rules of every pod with `develop.watch`, applied until cancelled."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, view: bool = False) -> None:
+        self.view = view  # the live view (stdout is a terminal)
         self.debouncer = Debouncer()
         self.watches: dict[tuple[str, str], PodWatch] = {}
         self.batches = 0  # batches that did something (tests, bench)
@@ -178,6 +194,10 @@ class DevSession:
                 names = ", ".join(f"{s}/{p}" for s, p in self.watches) or "none"
                 log.info("dev: watching %s for %s", ", ".join(roots) or "nothing", names)
                 task_status.started()
+                if self.view:
+                    from podctl.dev.view import run_view
+
+                    tg.start_soon(run_view, _ViewOf(host))
                 for key, w in self.watches.items():
                     if any(r.spec.initial_sync for r in w.rules):
                         tg.start_soon(self._initial_sync, key, w)

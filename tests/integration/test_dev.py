@@ -194,3 +194,66 @@ def test_a_failed_build_keeps_the_running_revision(dev: Dev) -> None:
         lambda: dev.all_serve("/index.html", 200, "still live\n"),
         30,
     )
+
+
+def test_the_live_view_on_a_terminal_shows_the_pods_and_updates(
+    pc: Podctl, tmp_path: Path, stack_name: str
+) -> None:
+    import os
+    import pty
+    import re
+
+    app = tmp_path / "app"
+    (app / "site").mkdir(parents=True)
+    (app / "Dockerfile").write_text(DOCKERFILE.format(extra=""))
+    (app / "site" / "index.html").write_text("v1\n")
+    path = write_stack(tmp_path, STACK.format(name=stack_name, port=free_port()))
+    master, slave = pty.openpty()
+    env = dict(pc.env, COLUMNS="200", LINES="50", TERM="xterm")
+    pc.proc = subprocess.Popen(
+        [sys.executable, "-m", "podctl", "dev", str(path)],
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        env=env,
+    )
+    os.close(slave)
+    screen: list[bytes] = []
+
+    def read() -> None:
+        while True:
+            try:
+                data = os.read(master, 65536)
+            except OSError:
+                return
+            if not data:
+                return
+            screen.append(data)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+
+    def text() -> str:
+        return re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", b"".join(screen).decode(errors="replace"))
+
+    try:
+        wait_for(
+            "the view with 2/2 ready",
+            lambda: f"{stack_name}/web  2/2" in text() and "services" in text(),
+            120,
+        )
+        assert "\x1b[" in b"".join(screen).decode(errors="replace")  # redrawn in place
+        mark = len(text())
+        (app / "site" / "index.html").write_text("v2\n")
+        wait_for(
+            "Synced in the view",
+            lambda: "synced 1 files to web (2 replicas)" in text()[mark:],
+            60,
+        )
+    finally:
+        pc.stop()
+        os.close(master)
+        reader.join(5)
+        images = docker("images", "-q", f"podctl-build/{stack_name}-web").split()
+        if images:
+            docker("rmi", "-f", *sorted(set(images)), check=False)
