@@ -273,11 +273,18 @@ def logs(
     follow: Annotated[bool, typer.Option("-f", "--follow")] = False,
     tail: Annotated[int | None, typer.Option("--tail")] = None,
 ) -> None:
-    """Print a replica's logs (straight from the engine)."""
+    """Print a replica's logs, or a stack's: every replica merged, `pod-N |` prefixes."""
     from podctl.cli import offline
 
     async def go(rt: Any) -> None:
-        cid = await offline.resolve(rt, name)
+        try:
+            cid = await offline.resolve(rt, name)
+        except LookupError:
+            from podctl.cli.stacklogs import stack_logs
+
+            if await stack_logs(rt, name, follow=follow, tail=tail):
+                return
+            raise
         out = sys.stdout.buffer
         async for chunk in rt.logs(cid, follow=follow, tail=tail):
             out.write(chunk)

@@ -257,3 +257,46 @@ def test_the_live_view_on_a_terminal_shows_the_pods_and_updates(
         images = docker("images", "-q", f"podctl-build/{stack_name}-web").split()
         if images:
             docker("rmi", "-f", *sorted(set(images)), check=False)
+
+
+TICKER = """
+name: {name}
+pods:
+  web:
+    image: busybox:1.36
+    command: ["sh", "-c", "i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.2; done"]
+    replicas: 2
+    stop_grace: 1s
+"""
+
+
+def test_logs_of_a_stack_merge_replicas_and_follow_new_ones(
+    pc: Podctl, tmp_path: Path, stack_name: str
+) -> None:
+    path = write_stack(tmp_path, TICKER.format(name=stack_name))
+    pc.start(path)
+    pc.wait_ready(stack_name, 2)
+    once = pc.cli("logs", stack_name, "--tail", "1", check=True).stdout.splitlines()
+    assert [line.split(" | ")[0] for line in once] == ["web-0", "web-1"]
+    assert all(line.split(" | ")[1].startswith("tick ") for line in once)
+    out_path = tmp_path / "logs.out"
+    with out_path.open("wb") as out:
+        follower = subprocess.Popen(
+            [sys.executable, "-m", "podctl", "logs", "-f", stack_name, "--tail", "0"],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=pc.env,
+        )
+    try:
+
+        def prefixes() -> set[str]:
+            lines = out_path.read_text(errors="replace").splitlines()
+            return {line.split(" | ")[0].strip() for line in lines if " | tick " in line}
+
+        wait_for("both replicas' lines", lambda: {"web-0", "web-1"} <= prefixes(), 30)
+        assert "\x1b[" not in out_path.read_text()  # no colour when not a terminal
+        pc.cli("scale", f"{stack_name}/web", "3", check=True)
+        wait_for("the new replica's lines", lambda: "web-2" in prefixes(), 60)
+    finally:
+        follower.terminate()
+        follower.wait(10)
