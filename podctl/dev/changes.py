@@ -16,9 +16,11 @@ Blocking (reads files): the session runs `PodWatch.batch` in a worker thread.
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import posixpath
 import stat
+import tarfile
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -291,6 +293,33 @@ class PodWatch:
                 out.restart = True
             elif spec.action == "sync+exec" and spec.exec is not None:
                 out.execs.append(spec.exec)
+
+    def seed_from_image(self, index: int, archive: bytes) -> int:
+        """Record what the image holds at rule `index`'s target (a tar from the engine,
+        members named from the target's base name down) as already sent, so the
+        initial sync sends only what differs. Returns the files recorded."""
+        rule = self.rules[index]
+        seeded = 0
+        with tarfile.open(fileobj=io.BytesIO(archive), mode="r") as tar:
+            for member in tar:
+                if rule.is_dir:
+                    _, _, rel = member.name.partition("/")
+                else:
+                    rel = posixpath.basename(rule.spec.path)
+                if not rel:
+                    continue
+                if member.issym():
+                    digest = hashlib.sha256(b"L" + member.linkname.encode()).hexdigest()
+                elif member.isfile():
+                    f = tar.extractfile(member)
+                    h = hashlib.sha256(b"X" if member.mode & 0o111 else b"F")
+                    h.update(f.read() if f is not None else b"")
+                    digest = h.hexdigest()
+                else:
+                    continue
+                rule.known[rel] = digest
+                seeded += 1
+        return seeded
 
     def commit(self, batch: Batch, *, deleted: bool = True) -> None:
         """Record what `batch` synced (after it was applied), so an identical save of

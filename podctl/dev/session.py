@@ -67,6 +67,8 @@ log = logging.getLogger("podctl.dev")
 NOTIFY_DEBOUNCE_MS = 50
 NOTIFY_STEP_MS = 20
 EXEC_TIMEOUT_S = 60.0
+# The most of an image's target directory read to compare an initial sync with.
+MAX_IMAGE_READ_BYTES = 256 * 1024 * 1024
 # How long a `sync+restart` waits for a restarted replica to be ready again
 # before it moves on to the next one anyway.
 READY_TIMEOUT_S = 60.0
@@ -384,6 +386,26 @@ class DevSession:
         held.update(late)
 
     async def _initial_sync(self, key: tuple[str, str], w: PodWatch) -> None:
+        """Send the `initial_sync` rules' files that differ from what the image holds
+        at their targets (read once, from one running replica)."""
+        assert self._host is not None
+        while not self._running(key):
+            await self._plan_seen.wait()  # the pod's first replica is still starting
+        replicas = self._running(key)
+        for i, rule in enumerate(w.rules):
+            if not (rule.spec.initial_sync and rule.spec.target and replicas):
+                continue
+            try:
+                archive = await self._host.runtime.get_archive(
+                    replicas[0], rule.spec.target, MAX_IMAGE_READ_BYTES
+                )
+            except NotFound:
+                continue  # nothing there in the image: every file differs
+            except EngineError as exc:
+                log.warning("dev: %s: comparing with the image: %s; sending all", key[1], exc)
+                continue
+            n = await anyio.to_thread.run_sync(w.seed_from_image, i, archive)
+            log.debug("dev: %s/%s: %d files of the image at %s", *key, n, rule.spec.target)
         batch = await anyio.to_thread.run_sync(lambda: w.full(initial_only=True))
         if batch.syncs:
             await self._apply(key, w, batch, self.debouncer.clock())

@@ -534,6 +534,26 @@ class DockerRuntime:
         ):
             await response.read()
 
+    async def get_archive(self, container_id: str, path: str, max_bytes: int) -> bytes:
+        doing = f"reading {path} from container {short_id(container_id)}"
+        async with (
+            self._engine(doing, self.call_timeout_s),
+            self._api._query(
+                f"{container_path(container_id)}/archive",
+                "GET",
+                params={"path": path},
+                timeout=_NO_TIMEOUT,
+            ) as response,
+        ):
+            chunks: list[bytes] = []
+            size = 0
+            async for chunk in response.content.iter_chunked(1 << 16):
+                size += len(chunk)
+                if size > max_bytes:
+                    raise EngineError(doing, f"more than {max_bytes} bytes")
+                chunks.append(chunk)
+            return b"".join(chunks)
+
     async def restart_container(self, container_id: str, grace_s: float) -> None:
         grace = max(0, math.ceil(grace_s))
         doing = f"restarting container {short_id(container_id)}"

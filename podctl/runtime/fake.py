@@ -40,6 +40,7 @@ import msgspec
 from podctl import labels as label_names
 from podctl.runtime.errors import (
     Conflict,
+    EngineError,
     EngineUnavailable,
     ExecTimeout,
     ImagePullError,
@@ -729,6 +730,25 @@ class FakeRuntime:
                 elif member.isfile():
                     extracted = tar.extractfile(member)
                     c.files[target] = extracted.read() if extracted is not None else b""
+
+    async def get_archive(self, container_id: str, path: str, max_bytes: int) -> bytes:
+        await self._enter("get_archive", container_id, path, max_bytes)
+        doing = f"reading {path} from container {container_id}"
+        c = self._container(container_id, doing)
+        root = path.rstrip("/") or "/"
+        below = {p: d for p, d in c.files.items() if p.startswith(root + "/")}
+        if not below:
+            raise NotFound(doing, f"Could not find the file {path} in container {container_id}")
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w") as tar:
+            for p, data in sorted(below.items()):
+                info = tarfile.TarInfo(posixpath.join(posixpath.basename(root), p[len(root) + 1 :]))
+                info.size = len(data)
+                info.mode = 0o644
+                tar.addfile(info, io.BytesIO(data))
+        if buf.tell() > max_bytes:
+            raise EngineError(doing, f"more than {max_bytes} bytes")
+        return buf.getvalue()
 
     async def exec_as(
         self,

@@ -173,6 +173,11 @@ class Runtime(Protocol):
         `path` is gone; Conflict when the path is read-only."""
         ...
 
+    async def get_archive(self, container_id: str, path: str, max_bytes: int) -> bytes:
+        """A tar of `path` in the container (members named from its base name down).
+        NotFound when it does not exist; EngineError when it is over `max_bytes`."""
+        ...
+
     async def exec_as(
         self,
         container_id: str,

@@ -300,3 +300,54 @@ def test_logs_of_a_stack_merge_replicas_and_follow_new_ones(
     finally:
         follower.terminate()
         follower.wait(10)
+
+
+INITIAL = """
+name: {name}
+pods:
+  web:
+    build: ./app
+    replicas: 1
+    ports: {{http: 8080}}
+    readiness: {{http: {{port: http, path: /index.html}}, period: 1s}}
+    stop_grace: 1s
+    develop:
+      watch:
+        - {{path: ./app/site, action: sync, target: /www, initial_sync: true}}
+"""
+
+
+def test_initial_sync_sends_only_what_the_image_lacks(
+    pc: Podctl, tmp_path: Path, stack_name: str
+) -> None:
+    app = tmp_path / "app"
+    (app / "site").mkdir(parents=True)
+    (app / "Dockerfile").write_text(DOCKERFILE.format(extra=""))
+    (app / "site" / "index.html").write_text("v1\n")
+    (app / "site" / "late.html").write_text("late\n")
+    (app / ".dockerignore").write_text("site/late.html\n")  # not in the image
+    path = write_stack(tmp_path, INITIAL.format(name=stack_name))
+    dev_proc = subprocess.Popen(
+        [sys.executable, "-m", "podctl", "dev", "-v", str(path)],
+        stdout=pc.log.open("ab"),
+        stderr=subprocess.STDOUT,
+        env=pc.env,
+        stdin=subprocess.DEVNULL,
+    )
+    pc.proc = dev_proc
+    try:
+        wait_for("the control socket", lambda: pc.cli("get", "stacks").returncode == 0, 60)
+        pods = pc.wait_ready(stack_name, 1, timeout=120)
+
+        def synced() -> list[dict[str, Any]]:
+            out = pc.cli("events", stack_name, "-o", "json", check=True).stdout
+            return [e for e in json.loads(out) if e["reason"] == "Synced"]
+
+        (event,) = wait_for("the initial sync", synced, 60)
+        assert event["message"].startswith("synced 1 files to web (1 replicas)")
+        assert get(f"http://{pods[0]['ip']}:8080/late.html") == (200, "late\n")
+    finally:
+        pc.stop()
+        images = docker("images", "-q", f"podctl-build/{stack_name}-web").split()
+        if images:
+            docker("rmi", "-f", *sorted(set(images)), check=False)

@@ -307,3 +307,25 @@ async def test_bind_mounted_watch_path_is_skipped_and_said_once(
     assert reasons(host).count("SyncSkipped") == 1
     assert "Synced" not in reasons(host)
     assert host.runtime.calls_to("put_archive") == []
+
+
+async def test_initial_sync_sends_only_what_differs_from_the_image(
+    tmp_path: Path, session: DevSession
+) -> None:
+    watch = "        - {path: app/site, action: sync, target: /www, initial_sync: true}\n"
+    host = Host(FakeRuntime(), [make_stack(tmp_path, watch, replicas=1)])
+    (tmp_path / "app" / "site" / "extra.html").write_text("extra")
+    cid = await add_replica(host, 0)
+    # What the image put there: index.html as it is on disk, and a file only it has.
+    host.runtime.containers[cid].files.update(
+        {"/www/index.html": b"v1\n", "/www/image-only.html": b"i"}
+    )
+    events = host.events.subscribe()
+    async with anyio.create_task_group() as tg:
+        await run(host, session, tg)
+        synced = await next_event(events, "Synced")
+        assert synced.message.startswith("synced 1 files to web (1 replicas)")
+        tg.cancel_scope.cancel()
+    assert len(host.runtime.calls_to("put_archive")) == 1
+    assert host.runtime.containers[cid].files["/www/extra.html"] == b"extra"
+    assert host.runtime.containers[cid].files["/www/image-only.html"] == b"i"  # not deleted
