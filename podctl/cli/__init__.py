@@ -21,16 +21,34 @@ from podctl.api.schema import PodRow, Request, ServiceRow, StackRow
 from podctl.cli import common
 from podctl.cli.common import EXIT_BAD_INPUT, EXIT_FAIL, OutputOpt, SetOpt
 from podctl.cli.dev import dev as dev_command
-from podctl.cli.output import Format, err, print_data, safe
+from podctl.cli.output import Format, err, local_times, print_data, safe
 from podctl.spec.limits import DEFAULT_MAX_REPLICAS
 
 app = typer.Typer(
     name="podctl",
     help="The Kubernetes model (pods, replicas, services, probes) on one Docker host.",
     no_args_is_help=True,
-    add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        typer.echo(f"podctl {version('podctl')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_print_version, is_eager=True, help="print the version"),
+    ] = False,
+) -> None:
+    """The Kubernetes model (pods, replicas, services, probes) on one Docker host."""
+
 
 POD_COLUMNS = [
     ("STACK", "stack"),
@@ -38,6 +56,7 @@ POD_COLUMNS = [
     ("PHASE", "phase"),
     ("READY", "ready"),
     ("RESTARTS", "restarts"),
+    ("AGE", "age"),
     ("REVISION", "revision"),
     ("IP", "ip"),
     ("REASON", "reason"),
@@ -233,6 +252,9 @@ def get(
     if k == "services" and output is Format.table:
         for r in rows:
             r.endpoints = [f"{e.address}{'' if e.ready else ' (not ready)'}" for e in r.endpoints]
+    if not rows and output is Format.table:
+        typer.echo(f"no {k} in stack {stack}" if stack else f"no {k}")
+        return
     print_data(rows, output, columns)
 
 
@@ -256,6 +278,8 @@ def describe(
     else:
         data = reply.data
     fmt = Format.yaml if output is Format.table else output
+    if fmt is Format.yaml:
+        data = local_times(data)  # for reading; -o json keeps epoch seconds for scripts
     if fmt is Format.json:
         sys.stdout.write(msgspec.json.format(msgspec.json.encode(data), indent=2).decode() + "\n")
     else:
