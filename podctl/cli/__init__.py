@@ -109,6 +109,9 @@ def run(
     max_replicas: Annotated[
         int, typer.Option("--max-replicas", min=0, help="most replicas one pod may ask for")
     ] = DEFAULT_MAX_REPLICAS,
+    view: Annotated[
+        bool, typer.Option("--view", help="redraw a live view in place (on a terminal)")
+    ] = False,
 ) -> None:
     """Run stacks in the foreground: reconcile, probe, proxy, hot-reload."""
     from podctl.cli.runner import run_foreground
@@ -129,6 +132,7 @@ def run(
         metrics=metrics_addr,
         kernel_fast_path=kernel_proxy,
         max_replicas=max_replicas,
+        view=view,
     )
     raise typer.Exit(code)
 

@@ -45,6 +45,7 @@ def run_foreground(
     kernel_fast_path: bool = False,
     max_replicas: int | None = None,
     dev: bool = False,
+    view: bool = False,
 ) -> int:
     # From here on a SIGINT/SIGTERM is remembered, not raised: `Instance.run` acts
     # on it once it can tear down cleanly (and asyncio's own Ctrl-C handling, which
@@ -123,7 +124,7 @@ def run_foreground(
                 metrics=metrics,
                 kernel_fast_path=kernel_fast_path,
                 max_replicas=max_replicas,
-                dev=_dev_session() if dev else None,
+                dev=_dev_session(rules=dev) if dev or view else None,
             )
             names = ", ".join(s.name for s in stacks)
             log.info("running stacks: %s (control socket %s)", names, socket_path)
@@ -199,13 +200,14 @@ async def _sweep(runtime: Runtime, stacks: list[str]) -> None:
                 )
 
 
-def _dev_session() -> DevSession:
+def _dev_session(*, rules: bool) -> DevSession:
+    """`podctl dev` (watch rules) or `podctl run --view` (the live view only)."""
     import sys
 
     from podctl.dev.session import DevSession
 
     # The live view only on a terminal; otherwise the log lines are the output.
-    return DevSession(view=sys.stdout.isatty())
+    return DevSession(rules=rules, view=sys.stdout.isatty())
 
 
 def _first_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException:

@@ -113,7 +113,9 @@ def referenced_outside_dev(stacks: Sequence[DesiredStack]) -> set[Path]:
 class DevSession:
     """Watch rules of every pod with `develop.watch`, applied until cancelled."""
 
-    def __init__(self, *, view: bool = False) -> None:
+    def __init__(self, *, rules: bool = True, view: bool = False) -> None:
+        # `podctl dev`: rules on; `podctl run --view`: the live view only (run never syncs).
+        self.rules = rules
         self.view = view  # the live view (stdout is a terminal)
         self.debouncer = Debouncer()
         self.watches: dict[tuple[str, str], PodWatch] = {}
@@ -128,9 +130,9 @@ class DevSession:
 
     # -- wiring ------------------------------------------------------------------------
 
-    @staticmethod
-    def referenced(stacks: Sequence[DesiredStack]) -> set[Path]:
-        return referenced_outside_dev(stacks)
+    def referenced(self, stacks: Sequence[DesiredStack]) -> set[Path]:
+        """What hot reload should watch while this session runs."""
+        return referenced_outside_dev(stacks) if self.rules else referenced_paths(stacks)
 
     def _observe(self, _stacks: Sequence[DesiredStack], _obs: ObservedState, plan: Plan) -> None:
         """Each controller pass: note the replicas; a new running one wakes the session."""
@@ -181,6 +183,13 @@ class DevSession:
         self, host: DevHost, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
     ) -> None:
         self._host = host
+        if not self.rules:
+            task_status.started()
+            if self.view:
+                from podctl.dev.view import run_view
+
+                await run_view(_ViewOf(host))
+            return
         host.controller.observers.append(self._observe)
         self._status = host.controller.status()
         self._refresh(host.controller.stacks)

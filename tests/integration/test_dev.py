@@ -196,8 +196,9 @@ def test_a_failed_build_keeps_the_running_revision(dev: Dev) -> None:
     )
 
 
+@pytest.mark.parametrize("verb", [["dev"], ["run", "--view"]])
 def test_the_live_view_on_a_terminal_shows_the_pods_and_updates(
-    pc: Podctl, tmp_path: Path, stack_name: str
+    pc: Podctl, tmp_path: Path, stack_name: str, verb: list[str]
 ) -> None:
     import os
     import pty
@@ -211,7 +212,7 @@ def test_the_live_view_on_a_terminal_shows_the_pods_and_updates(
     master, slave = pty.openpty()
     env = dict(pc.env, COLUMNS="200", LINES="50", TERM="xterm")
     pc.proc = subprocess.Popen(
-        [sys.executable, "-m", "podctl", "dev", str(path)],
+        [sys.executable, "-m", "podctl", *verb, str(path)],
         stdin=slave,
         stdout=slave,
         stderr=slave,
@@ -243,6 +244,8 @@ def test_the_live_view_on_a_terminal_shows_the_pods_and_updates(
             120,
         )
         assert "\x1b[" in b"".join(screen).decode(errors="replace")  # redrawn in place
+        if verb != ["dev"]:
+            return  # `run` never syncs; the view is all there is to see
         mark = len(text())
         (app / "site" / "index.html").write_text("v2\n")
         wait_for(

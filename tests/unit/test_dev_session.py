@@ -329,3 +329,14 @@ async def test_initial_sync_sends_only_what_differs_from_the_image(
     assert len(host.runtime.calls_to("put_archive")) == 1
     assert host.runtime.containers[cid].files["/www/extra.html"] == b"extra"
     assert host.runtime.containers[cid].files["/www/image-only.html"] == b"i"  # not deleted
+
+
+def test_hot_reload_leaves_dev_pods_build_contexts_to_their_rules(tmp_path: Path) -> None:
+    from podctl.reload import referenced_paths
+
+    stack = make_stack(tmp_path, SYNC)
+    context = Path(stack.pods[0].build.context)  # type: ignore[union-attr]
+    assert context in referenced_paths([stack])
+    assert context not in DevSession().referenced([stack])
+    # `podctl run --view`: no rules, hot reload as under `podctl run`.
+    assert DevSession(rules=False).referenced([stack]) == referenced_paths([stack])
