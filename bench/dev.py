@@ -16,7 +16,9 @@ site /www, httpd) with N replicas behind a podctl service, a `sync` rule on
 2. Rebuild and roll, `--rebuilds` times: a Dockerfile edit (a new `RUN echo`
    line) until every replica serves the new image's marker through the proxy
    and only the new revision is left, with requests through the proxy all along
-   (failed ones counted).
+   (failed ones counted). Then the same edits with `docker-compose up -d
+   --build` of a copy of the context (one replica on a host port: Compose v1
+   cannot balance two behind one), requests through that port all along.
 3. Idle CPU of the `podctl dev` process with a watch tree of `--idle-files`
    files and nothing changing, over `--idle-s` seconds (from /proc, user+system),
    next to `podctl run` of the same stack, alternated, lowest of 2 windows each.
@@ -87,6 +89,35 @@ def http_get(port: int, path: str) -> tuple[int, bytes]:
     head, _, body = raw.partition(b"\r\n\r\n")
     status = int(head.split(b" ", 2)[1]) if head else 0
     return status, body
+
+
+class Load:
+    """Requests through `port`, one after the other, in a thread, for as long as it is
+    entered; counts the failed ones (refused, reset, not 200)."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.failures = 0
+        self.requests = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                status, _ = http_get(self.port, "/index.html")
+                self.failures += status != 200
+            except OSError:
+                self.failures += 1
+            self.requests += 1
+
+    def __enter__(self) -> Load:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join(10)
 
 
 class Dev:
@@ -240,41 +271,63 @@ class Dev:
 
     def rebuild(self, i: int) -> tuple[float, int, int]:
         before = {p["revision"] for p in self.pods()}
-        failures = 0
-        requests = 0
-        stop = threading.Event()
-
-        def load() -> None:
-            nonlocal failures, requests
-            while not stop.is_set():
-                try:
-                    status, _ = http_get(self.port, "/index.html")
-                    failures += status != 200
-                except OSError:
-                    failures += 1
-                requests += 1
-
-        loader = threading.Thread(target=load, daemon=True)
-        loader.start()
-        marker = f"rebuild {i} {secrets.token_hex(4)}"
-        t0 = time.time()
-        (self.app / "Dockerfile").write_text(
-            DOCKERFILE.format(extra=f"RUN echo '{marker}' > /www/rev.txt\n")
-        )
-
-        def rolled() -> bool:
-            pods = self.pods()
-            return (
-                len(pods) == self.replicas
-                and all(p["ready"] for p in pods)
-                and not {p["revision"] for p in pods} & before
+        with Load(self.port) as load:
+            marker = f"rebuild {i} {secrets.token_hex(4)}"
+            t0 = time.time()
+            (self.app / "Dockerfile").write_text(
+                DOCKERFILE.format(extra=f"RUN echo '{marker}' > /www/rev.txt\n")
             )
 
-        self.wait("the new revision", rolled, 300)
-        took = self.served_everywhere("/rev.txt", (marker + "\n").encode(), t0, 60)
-        stop.set()
-        loader.join(10)
-        return took, failures, requests
+            def rolled() -> bool:
+                pods = self.pods()
+                return (
+                    len(pods) == self.replicas
+                    and all(p["ready"] for p in pods)
+                    and not {p["revision"] for p in pods} & before
+                )
+
+            self.wait("the new revision", rolled, 300)
+            took = self.served_everywhere("/rev.txt", (marker + "\n").encode(), t0, 60)
+        return took, load.failures, load.requests
+
+    # -- 4. the same rebuild with docker-compose ----------------------------------------
+
+    def compose_rebuilds(self, rounds: int) -> list[tuple[float, int, int]]:
+        """`docker-compose up -d --build` after the same Dockerfile edit, on a copy of
+        the context: one replica publishing a host port (Compose v1 cannot put two
+        replicas behind one port), requests through that port all along."""
+        d = self.tmp / "compose"
+        shutil.copytree(self.app, d / "app", ignore=shutil.ignore_patterns("tree"))
+        (d / "app" / "Dockerfile").write_text(DOCKERFILE.format(extra=""))
+        port = free_port()
+        (d / "docker-compose.yml").write_text(
+            'version: "2.4"\nservices:\n  web:\n    build: ./app\n'
+            f'    ports: ["127.0.0.1:{port}:8080"]\n    stop_grace_period: 1s\n'
+        )
+        project = f"{self.name}c"
+        cmd = ["docker-compose", "-p", project, "-f", str(d / "docker-compose.yml")]
+        out: list[tuple[float, int, int]] = []
+        try:
+            subprocess.run([*cmd, "up", "-d", "--build"], capture_output=True, check=True)
+            for i in range(rounds):
+                with Load(port) as load:
+                    marker = f"compose {i} {secrets.token_hex(4)}"
+                    t0 = time.time()
+                    (d / "app" / "Dockerfile").write_text(
+                        DOCKERFILE.format(extra=f"RUN echo '{marker}' > /www/rev.txt\n")
+                    )
+                    subprocess.run([*cmd, "up", "-d", "--build"], capture_output=True, check=True)
+                    saved, self.port = self.port, port
+                    try:
+                        took = self.served_everywhere("/rev.txt", (marker + "\n").encode(), t0, 120)
+                    finally:
+                        self.port = saved
+                out.append((took, load.failures, load.requests))
+        finally:
+            subprocess.run(
+                [*cmd, "down", "--rmi", "local", "-t", "1"], capture_output=True, check=False
+            )
+        return out
 
     # -- 3. idle CPU ---------------------------------------------------------------------
 
@@ -320,6 +373,7 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="bench-dev-"))
     dev = Dev(tmp, args.replicas)
     floors: list[float] = []
+    compose: list[tuple[float, int, int]] = []
     try:
         dev.start()
         saves, meters = dev.save_latency(args.saves)
@@ -328,12 +382,14 @@ def main() -> None:
         floors = dev.floors
         rebuilds = [dev.rebuild(i) for i in range(args.rebuilds)]
         print("rebuild and roll:", rebuilds, flush=True)
+        compose = dev.compose_rebuilds(args.rebuilds) if shutil.which("docker-compose") else []
+        print("docker-compose up -d --build:", compose, flush=True)
         idle = dev.idle_cpu(args.idle_files, args.idle_s) if args.idle_files else None
         print("idle CPU % (lowest of 2 windows each):", idle, flush=True)
     finally:
         dev.stop()
         shutil.rmtree(tmp, ignore_errors=True)
-    write_results(args, saves, meters, floors, rebuilds, idle)
+    write_results(args, saves, meters, floors, rebuilds, compose, idle)
 
 
 def write_results(
@@ -342,6 +398,7 @@ def write_results(
     meters: list[float],
     floors: list[float],
     rebuilds: list[tuple[float, int, int]],
+    compose: list[tuple[float, int, int]],
     idle: dict[str, float] | None,
 ) -> None:
     engine = subprocess.run(
@@ -378,6 +435,14 @@ def write_results(
         failed = [f"{r[1]}/{r[2]}" for r in rebuilds]
         lines.append(
             f"| Dockerfile edit -> rebuilt and rolled, new image served everywhere "
+            f"| {statistics.median(took)} s | {', '.join(map(str, took))} s "
+            f"(failed requests under load: {', '.join(failed)}) |"
+        )
+    if compose:
+        took = [round(r[0], 1) for r in compose]
+        failed = [f"{r[1]}/{r[2]}" for r in compose]
+        lines.append(
+            f"| the same edit, `docker-compose up -d --build` (1 replica on a host port) "
             f"| {statistics.median(took)} s | {', '.join(map(str, took))} s "
             f"(failed requests under load: {', '.join(failed)}) |"
         )
