@@ -331,8 +331,8 @@ class DevSession:
 
         async def one(cid: str) -> None:
             try:
-                if archive:
-                    await runtime.put_archive(cid, base, archive)
+                # Deletions first: a directory replaced by a file of the same name (or
+                # the other way round) in one batch must go before its successor lands.
                 if deletes:
                     result = await runtime.exec_as(
                         cid, ["rm", "-rf", "--", *deletes], EXEC_TIMEOUT_S
@@ -341,6 +341,8 @@ class DevSession:
                         no_rm.append(cid)
                     elif result.exit_code != 0:
                         failures.append(f"{cid[:12]}: rm: {_tail(result.output)}")
+                if archive:
+                    await runtime.put_archive(cid, base, archive)
             except NotFound:
                 pass  # the replica went away meanwhile (rolled, scaled down)
             except EngineError as exc:

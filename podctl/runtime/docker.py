@@ -526,7 +526,7 @@ class DockerRuntime:
             self._api._query(
                 f"{container_path(container_id)}/archive",
                 "PUT",
-                params={"path": path, "noOverwriteDirNonDir": "1"},
+                params={"path": path},
                 data=archive,
                 headers={"Content-Type": "application/x-tar"},
                 timeout=_NO_TIMEOUT,

@@ -174,3 +174,17 @@ def test_tar_of_a_batch(tmp_path: Path) -> None:
         members = {m.name: m for m in tar.getmembers()}
     assert sorted(members) == ["home.html", "index.html", "sub/x.js"]
     assert members["home.html"].issym() and members["home.html"].linkname == "index.html"
+
+
+def test_a_directory_replaced_by_a_file_deletes_then_puts(tmp_path: Path) -> None:
+    w = pod_watch(tmp_path, SYNC)
+    d = site(tmp_path) / "x"
+    d.mkdir()
+    (d / "a.txt").write_text("a")
+    w.commit(w.batch([str(d)]))
+    (d / "a.txt").unlink()
+    d.rmdir()
+    d.write_text("now a file")
+    b = w.batch([str(d), str(d / "a.txt")])
+    assert b.deletes == ["/www/x/a.txt"]
+    assert [f.target for f in b.puts] == ["/www/x"]
