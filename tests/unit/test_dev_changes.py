@@ -188,3 +188,17 @@ def test_a_directory_replaced_by_a_file_deletes_then_puts(tmp_path: Path) -> Non
     b = w.batch([str(d), str(d / "a.txt")])
     assert b.deletes == ["/www/x/a.txt"]
     assert [f.target for f in b.puts] == ["/www/x"]
+
+
+def test_a_single_file_rule(tmp_path: Path) -> None:
+    watch = "        - {path: app/site/index.html, action: sync, target: /etc/app/index.conf}\n"
+    w = pod_watch(tmp_path, watch)
+    index = site(tmp_path) / "index.html"
+    index.write_text("v2\n")
+    other = site(tmp_path) / "other.html"
+    other.write_text("x")
+    b = w.batch([str(index), str(other)])
+    assert [(f.target, f.data) for f in b.puts] == [("/etc/app/index.conf", b"v2\n")]
+    w.commit(b)
+    index.unlink()
+    assert w.batch([str(index)]).deletes == ["/etc/app/index.conf"]
