@@ -127,6 +127,10 @@ class DevSession:
         self._current: dict[tuple[str, str], set[str]] = {}
         self._rebuilding: set[tuple[str, str]] = set()
         self._host: DevHost | None = None
+        self._stacks_seen: Sequence[DesiredStack] | None = None
+        self._roots_watched: tuple[str, ...] = ()
+        self._notify_scope: anyio.CancelScope | None = None
+        self._watch_failed = False
 
     # -- wiring ------------------------------------------------------------------------
 
@@ -134,11 +138,16 @@ class DevSession:
         """What hot reload should watch while this session runs."""
         return referenced_outside_dev(stacks) if self.rules else referenced_paths(stacks)
 
-    def _observe(self, _stacks: Sequence[DesiredStack], _obs: ObservedState, plan: Plan) -> None:
-        """Each controller pass: note the replicas; a new running one wakes the session."""
+    def _observe(self, stacks: Sequence[DesiredStack], _obs: ObservedState, plan: Plan) -> None:
+        """Each controller pass: note the replicas; a new running one, or new stacks
+        (a reload may change the rules), wakes the session."""
         self._status = list(plan.status)
         self._plan_seen.set()
         self._plan_seen = anyio.Event()
+        if stacks is not self._stacks_seen:
+            self._stacks_seen = stacks
+            self._wake.set()
+            return
         for key, held in self._current.items():
             if any(cid not in held for cid in self._running(key)):
                 self._wake.set()
@@ -151,8 +160,10 @@ class DevSession:
             if (r.stack, r.pod) == key and r.container_id and r.phase == "Running"
         ]
 
-    def _refresh(self, stacks: Sequence[DesiredStack]) -> None:
-        """Watch state for the pods of `stacks` (kept for pods whose rules did not change)."""
+    def _refresh(self, stacks: Sequence[DesiredStack]) -> list[PodWatch]:
+        """Watch state for the pods of `stacks` (kept for pods whose rules did not change).
+        Returns the new ones (they still need a `scan`)."""
+        new: list[PodWatch] = []
         fresh: dict[tuple[str, str], PodWatch] = {}
         for stack in stacks:
             for pod in stack.pods:
@@ -165,7 +176,9 @@ class DevSession:
                     fresh[key] = old
                 else:
                     fresh[key] = PodWatch(pod)
+                    new.append(fresh[key])
         self.watches = fresh
+        return new
 
     def _roots(self) -> tuple[str, ...]:
         roots: set[str] = set()
@@ -192,18 +205,14 @@ class DevSession:
             return
         host.controller.observers.append(self._observe)
         self._status = host.controller.status()
-        self._refresh(host.controller.stacks)
-        for w in self.watches.values():
+        self._stacks_seen = host.controller.stacks
+        for w in self._refresh(host.controller.stacks):
             await anyio.to_thread.run_sync(w.scan)
         for key in self.watches:
             self._current[key] = set(self._running(key))
-        roots = self._roots()
         try:
             async with anyio.create_task_group() as tg:
-                if roots:
-                    await tg.start(self._notify, roots)
-                names = ", ".join(f"{s}/{p}" for s, p in self.watches) or "none"
-                log.info("dev: watching %s for %s", ", ".join(roots) or "nothing", names)
+                await self._rewatch(tg)
                 task_status.started()
                 if self.view:
                     from podctl.dev.view import run_view
@@ -232,10 +241,32 @@ class DevSession:
                 return
             await anyio.sleep(wait)
 
+    async def _rewatch(self, tg: anyio.abc.TaskGroup) -> None:
+        """Watch the rules' paths (again, when they changed); the old watch stops after
+        the new one is in place, so no event falls between them."""
+        roots = self._roots()
+        watching = self._notify_scope is not None and not self._watch_failed
+        if roots == self._roots_watched and watching:
+            return
+        old = self._notify_scope
+        self._notify_scope = None
+        self._watch_failed = False
+        if roots:
+            scope = anyio.CancelScope()
+            await tg.start(self._notify, roots, scope)
+            self._notify_scope = scope
+        if old is not None:
+            old.cancel()
+        self._roots_watched = roots
+        names = ", ".join(f"{s}/{p}" for s, p in self.watches) or "none"
+        log.info("dev: watching %s for %s", ", ".join(roots) or "nothing", names)
+
     async def _round(self, tg: anyio.abc.TaskGroup) -> None:
         assert self._host is not None
         # Rules may have changed with a reload of the stack files.
-        self._refresh(self._host.controller.stacks)
+        for w in self._refresh(self._host.controller.stacks):
+            await anyio.to_thread.run_sync(w.scan)
+        await self._rewatch(tg)
         last_event = self.debouncer.last_event
         paths = self.debouncer.take() or set()
         async with anyio.create_task_group() as pods:
@@ -544,24 +575,37 @@ class DevSession:
     async def _notify(
         self,
         roots: tuple[str, ...],
+        scope: anyio.CancelScope,
         *,
         task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
     ) -> None:
+        # RustNotify watches from its creation (before `started`); `watch` blocks a
+        # thread until events come, checking `stop` every NOTIFY_STEP_MS.
         stop = threading.Event()
-        notify = await anyio.to_thread.run_sync(
-            lambda: RustNotify(list(roots), False, False, 50, True, True)
-        )
         try:
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(_set_when_cancelled, stop)
-                task_status.started()
-                while not stop.is_set():
-                    raw = await anyio.to_thread.run_sync(
-                        notify.watch, NOTIFY_DEBOUNCE_MS, NOTIFY_STEP_MS, 0, stop
-                    )
-                    if isinstance(raw, set) and raw:
-                        self.debouncer.add(path for _, path in raw)
-                        self._wake.set()
+            notify = await anyio.to_thread.run_sync(
+                lambda: RustNotify(list(roots), False, False, 50, True, True)
+            )
+        except OSError as exc:
+            # A root vanished meanwhile, or inotify is out of watches: say so and go on
+            # without (the next round tries again).
+            log.warning("dev: cannot watch %s: %s", ", ".join(roots), exc)
+            self._watch_failed = True
+            task_status.started()
+            return
+        try:
+            with scope:
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(_set_when_cancelled, stop)
+                    task_status.started()
+                    while not stop.is_set():
+                        raw = await anyio.to_thread.run_sync(
+                            notify.watch, NOTIFY_DEBOUNCE_MS, NOTIFY_STEP_MS, 0, stop
+                        )
+                        if isinstance(raw, set) and raw:
+                            self.debouncer.add(path for _, path in raw)
+                            self._wake.set()
+                    tg.cancel_scope.cancel()
         finally:
             notify.close()
 

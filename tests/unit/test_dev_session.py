@@ -340,3 +340,24 @@ def test_hot_reload_leaves_dev_pods_build_contexts_to_their_rules(tmp_path: Path
     assert context not in DevSession().referenced([stack])
     # `podctl run --view`: no rules, hot reload as under `podctl run`.
     assert DevSession(rules=False).referenced([stack]) == referenced_paths([stack])
+
+
+async def test_rules_changed_by_a_reload_are_watched(tmp_path: Path, session: DevSession) -> None:
+    host = Host(FakeRuntime(), [make_stack(tmp_path, SYNC, replicas=1)])
+    cid = await add_replica(host, 0)
+    other = tmp_path / "app" / "other"
+    other.mkdir()
+    events = host.events.subscribe()
+    async with anyio.create_task_group() as tg:
+        await run(host, session, tg)
+        watch = "        - {path: app/other, action: sync, target: /srv}\n"
+        host.controller.stacks = [make_stack(tmp_path, watch, replicas=1)]
+        host.controller.publish()  # a pass with the reloaded stacks
+        with anyio.fail_after(10):
+            while str(other.resolve()) not in session._roots_watched:
+                await anyio.sleep(0.01)
+        # Written by the test, seen by the new watch (the real notify thread).
+        (other / "x.txt").write_text("x")
+        await next_event(events, "Synced")
+        assert host.runtime.containers[cid].files["/srv/x.txt"] == b"x"
+        tg.cancel_scope.cancel()
