@@ -67,6 +67,7 @@ log = logging.getLogger("podctl.dev")
 NOTIFY_DEBOUNCE_MS = 50
 NOTIFY_STEP_MS = 20
 EXEC_TIMEOUT_S = 60.0
+RETRY_S = 2.0  # a batch that failed to send is tried again after this long
 # The most of an image's target directory read to compare an initial sync with.
 MAX_IMAGE_READ_BYTES = 256 * 1024 * 1024
 # How long a `sync+restart` waits for a restarted replica to be ready again
@@ -117,6 +118,7 @@ class DevSession:
         # `podctl dev`: rules on; `podctl run --view`: the live view only (run never syncs).
         self.rules = rules
         self.view = view  # the live view (stdout is a terminal)
+        self.retry_s = RETRY_S
         self.debouncer = Debouncer()
         self.watches: dict[tuple[str, str], PodWatch] = {}
         self.batches = 0  # batches that did something (tests, bench)
@@ -305,13 +307,15 @@ class DevSession:
             tg.start_soon(self._rebuild, key)
         if batch.empty or (batch.rebuild and not batch.syncs):
             return
-        await self._apply(key, w, batch, last_event)
+        if not await self._apply(key, w, batch, last_event):
+            tg.start_soon(self._retry, paths)
 
     # -- sync --------------------------------------------------------------------------
 
     async def _apply(
         self, key: tuple[str, str], w: PodWatch, batch: Batch, last_event: float
-    ) -> None:
+    ) -> bool:
+        """Apply one batch; False when it could not be sent (nothing was committed)."""
         host = self._host
         assert host is not None
         obj = f"pod:{key[0]}/{key[1]}"
@@ -319,12 +323,12 @@ class DevSession:
         if not replicas:
             # Nothing to send to yet: a replica that starts gets it as a late one.
             w.commit(batch)
-            return
+            return True
         deleted = True
         if batch.syncs:
             ok, deleted = await self._sync_to(w.pod, replicas, batch.puts, batch.deletes)
             if not ok:
-                return  # not committed: the next save sends it again
+                return False  # not committed: sent again on retry or the next save
             w.commit(batch, deleted=deleted)
             self._current.setdefault(key, set()).update(replicas)
             n = len(batch.puts) + (len(batch.deletes) if deleted else 0)
@@ -340,6 +344,7 @@ class DevSession:
             await self._exec_all(key, replicas, spec)
         if batch.restart:
             await self._restart_one_by_one(key, w.pod, replicas)
+        return True
 
     async def _sync_to(
         self,
@@ -404,6 +409,13 @@ class DevSession:
             host.events.emit(pod.stack, obj, "SyncFailed", "; ".join(failures)[:500])
             return False, not no_rm
         return True, not no_rm
+
+    async def _retry(self, paths: set[str]) -> None:
+        """A batch that could not be sent is looked at again after RETRY_S (the engine
+        may have been busy, or a replica was being replaced)."""
+        await anyio.sleep(self.retry_s)
+        self.debouncer.add(paths)
+        self._wake.set()
 
     async def _late_replicas(self, key: tuple[str, str], w: PodWatch) -> None:
         """Replicas that started after the files were synced get them now."""

@@ -361,3 +361,25 @@ async def test_rules_changed_by_a_reload_are_watched(tmp_path: Path, session: De
         await next_event(events, "Synced")
         assert host.runtime.containers[cid].files["/srv/x.txt"] == b"x"
         tg.cancel_scope.cancel()
+
+
+async def test_a_batch_that_failed_to_send_is_sent_again(
+    tmp_path: Path, session: DevSession
+) -> None:
+    from podctl.runtime.errors import EngineUnavailable
+
+    host = Host(FakeRuntime(), [make_stack(tmp_path, SYNC, replicas=1)])
+    cid = await add_replica(host, 0)
+    host.runtime.fail("put_archive", EngineUnavailable("copying", "engine did not answer"))
+    session.retry_s = 0.01
+    events = host.events.subscribe()
+    async with anyio.create_task_group() as tg:
+        await run(host, session, tg)
+        index = tmp_path / "app" / "site" / "index.html"
+        index.write_text("v2\n")
+        change(session, index)
+        failed = await next_event(events, "SyncFailed")
+        assert "engine did not answer" in failed.message
+        await next_event(events, "Synced")
+        assert host.runtime.containers[cid].files["/www/index.html"] == b"v2\n"
+        tg.cancel_scope.cancel()
