@@ -9,8 +9,9 @@ site /www, httpd) with N replicas behind a podctl service, a `sync` rule on
 1. Save latency, `--saves` times: t0 just before the file is written (a new
    content each time); done when the proxy has answered the new content on
    4 x N consecutive requests (its round robin alternates the replicas, so every
-   replica is in that run); the figure is the start of the first request of that
-   run (the moment the last replica served the new content), minus t0. podctl's
+   replica is in that run; 5 ms between requests); the figure is the start of the
+   first request of that run (the moment the last replica served the new content),
+   minus t0. podctl's
    own meter (the `Synced` event's "in X ms", from the last file event of the
    batch) is reported beside it.
 2. Rebuild and roll, `--rebuilds` times: a Dockerfile edit (a new `RUN echo`
@@ -49,6 +50,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS_MD = ROOT / "bench" / "results" / "dev.md"
 PODCTL = str(Path(sys.executable).parent / "podctl")
+POLL_GAP_S = 0.005
 
 DOCKERFILE = """FROM busybox:1.36
 COPY site /www
@@ -224,6 +226,8 @@ class Dev:
                     return run_start - t0
             else:
                 run = 0
+            # A short gap: the poll itself must not be the proxy's (and the loop's) load.
+            time.sleep(POLL_GAP_S)
         raise SystemExit(f"new content not served everywhere within {timeout}s")
 
     def floor(self, body: bytes) -> float:
