@@ -383,3 +383,56 @@ async def test_a_batch_that_failed_to_send_is_sent_again(
         await next_event(events, "Synced")
         assert host.runtime.containers[cid].files["/www/index.html"] == b"v2\n"
         tg.cancel_scope.cancel()
+
+
+REBUILD = SYNC + "        - {path: app/Dockerfile, action: rebuild}\n"
+
+
+async def test_a_failed_build_keeps_the_revision_and_shows_the_last_lines(
+    tmp_path: Path, session: DevSession
+) -> None:
+    from podctl.runtime.errors import BuildError
+
+    host = Host(FakeRuntime(), [make_stack(tmp_path, REBUILD, replicas=1)])
+    await add_replica(host, 0)
+    host.runtime.fail(
+        "build_image", BuildError("building", "returned 1", ["Step 3/3 : RUN false", "boom"])
+    )
+    events = host.events.subscribe()
+    async with anyio.create_task_group() as tg:
+        await run(host, session, tg)
+        dockerfile = tmp_path / "app" / "Dockerfile"
+        dockerfile.write_text("FROM busybox:1.36\nRUN false\n")
+        change(session, dockerfile)
+        failed = await next_event(events, "BuildFailed")
+        assert "web keeps its running revision" in failed.message
+        assert failed.message.endswith("Step 3/3 : RUN false\nboom")
+        assert host.stacks.handed == []  # nothing rolled
+        # Fixed: built, then handed over (the controller rolls it).
+        dockerfile.write_text("FROM busybox:1.36\nCOPY site /www\n# fixed\n")
+        change(session, dockerfile)
+        await next_event(events, "Built")
+        with anyio.fail_after(5):
+            while not host.stacks.handed:
+                await anyio.sleep(0.01)
+        tg.cancel_scope.cancel()
+
+
+async def test_over_1000_files_rebuilds_and_says_so(tmp_path: Path, session: DevSession) -> None:
+    host = Host(FakeRuntime(), [make_stack(tmp_path, SYNC, replicas=1)])
+    await add_replica(host, 0)
+    events = host.events.subscribe()
+    site = tmp_path / "app" / "site"
+    async with anyio.create_task_group() as tg:
+        await run(host, session, tg)
+        paths = []
+        for i in range(1001):
+            (site / f"f{i}.txt").write_text(str(i))
+            paths.append(site / f"f{i}.txt")
+        change(session, *paths)
+        fallback = await next_event(events, "SyncFallback")
+        assert "1001 files changed at once" in fallback.message
+        assert "rebuilding web" in fallback.message
+        await next_event(events, "Built")
+        tg.cancel_scope.cancel()
+    assert host.runtime.calls_to("put_archive") == []
