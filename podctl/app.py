@@ -21,6 +21,7 @@ import anyio
 from podctl import early_signals
 from podctl.api.handlers import ControlHandlers
 from podctl.api.server import serve
+from podctl.bridge.inputs import load_stacks  # stack files and Kubernetes YAML
 from podctl.health.prober import ProberSupervisor
 from podctl.health.store import HealthEvent, HealthStore
 from podctl.logs import configure_logging
@@ -31,7 +32,7 @@ from podctl.reconcile.controller import Controller
 from podctl.reconcile.events import EventLog
 from podctl.reconcile.ledger import Ledger
 from podctl.reload import StackWatcher, referenced_paths
-from podctl.spec import DEFAULT_MAX_REPLICAS, load_stacks
+from podctl.spec import DEFAULT_MAX_REPLICAS
 from podctl.stackset import StackSet
 from podctl.storage.files import EnvironStackFiles, StackFiles
 from podctl.storage.history import RevisionHistory
@@ -124,7 +125,14 @@ class Instance:
             RevisionHistory(self.state),
             max_replicas,
             templates,
+            state=self.state,
+            load_without_set=(
+                (lambda: load_stacks(self.paths, {}, self.environ, max_replicas=max_replicas))
+                if self.overrides
+                else None
+            ),
         )
+        self.controller.observers.append(self.stacks.observe_plan)
         self.handlers = ControlHandlers(
             self.controller, self.router, self.health, self.stacks, redactor=redactor
         )
@@ -186,7 +194,8 @@ class Instance:
 
                     # Before the first pass: a rollout that starts with no record in
                     # the Ledger looks up the template of the revision it leaves.
-                    await self.stacks.load_history()
+                    await self.stacks.restore()
+                    tg.start_soon(self.stacks.follow_rollouts)
                     tg.start_soon(controller_main)
                     controller_started = True
                     await self.stacks.record_revisions("start")
@@ -199,7 +208,7 @@ class Instance:
                             self.stacks.load,
                             self.stacks.loaded,
                             self.stacks.invalid,
-                            current=self.controller.stacks,
+                            current=self.stacks.file_stacks,
                             referenced=self.dev.referenced if self.dev else referenced_paths,
                         )
                         await tg.start(watcher.run)

@@ -52,11 +52,24 @@ def export_compose(
     out = _Out()
     texts = []
     for stack in stacks:
-        data = _stack(out, stack, (secret_sources or {}).get(stack.name, {}))
+        data = _escape(_stack(out, stack, (secret_sources or {}).get(stack.name, {})))
         texts.append(
             f"# docker stack deploy -c FILE {stack.name}\n" + yaml.safe_dump(data, sort_keys=False)
         )
     return "---\n".join(texts), out.report
+
+
+def _escape(value: Any) -> Any:
+    """Every `$` as `$$`: compose interpolates `$VAR` and `${VAR}` in every string,
+    and podctl's values are final (its own `${...}` were expanded on load), so a
+    shell's `$(...)` in a command must reach the container as written."""
+    if isinstance(value, str):
+        return value.replace("$", "$$")
+    if isinstance(value, dict):
+        return {k: _escape(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_escape(v) for v in value]
+    return value
 
 
 def _stack(out: _Out, stack: DesiredStack, sources: Mapping[str, str]) -> dict[str, Any]:
@@ -97,6 +110,13 @@ def _stack(out: _Out, stack: DesiredStack, sources: Mapping[str, str]) -> dict[s
                     "approximated",
                     "the swarm publishes on every address, not only loopback",
                 )
+    for service in services.values():
+        if "ports" not in service:
+            # In-stack only: DNS round-robin over the running (healthy) tasks, as
+            # podctl's in-stack names reach ready replicas only. It also needs no
+            # IPVS virtual IP, which some kernels lack (the VIP then times out).
+            # Published services keep the VIP: the routing mesh requires it.
+            service.setdefault("deploy", {})["endpoint_mode"] = "dnsrr"
     data: dict[str, Any] = {"version": COMPOSE_VERSION, "services": services}
     if stack.configs:
         configs: dict[str, Any] = {}
@@ -104,13 +124,16 @@ def _stack(out: _Out, stack: DesiredStack, sources: Mapping[str, str]) -> dict[s
             if config.file is not None:
                 configs[config.name] = {"file": config.file}
             else:
-                configs[config.name] = {"external": True}
+                # Swarm configs are not namespaced by stack when external: the
+                # stack's name in front keeps two stacks' configs apart.
+                name = f"{stack.name}_{config.name}"
+                configs[config.name] = {"external": True, "name": name}
                 out.note(
                     stack,
                     f"config {config.name}",
                     "data",
                     "approximated",
-                    "inline data: create it first with `docker config create`",
+                    f"inline data: create it first with `docker config create {name} -`",
                 )
         data["configs"] = configs
     if stack.secrets:
@@ -119,14 +142,15 @@ def _stack(out: _Out, stack: DesiredStack, sources: Mapping[str, str]) -> dict[s
             if secret.file is not None:
                 secrets[secret.name] = {"file": secret.file}
             else:
-                secrets[secret.name] = {"external": True}
+                name = f"{stack.name}_{secret.name}"
+                secrets[secret.name] = {"external": True, "name": name}
                 source = sources.get(secret.name, f"env {secret.env}")
                 out.note(
                     stack,
                     f"secret {secret.name}",
                     "env",
                     "approximated",
-                    f"from {source}: create it first with `docker secret create`",
+                    f"from {source}: create it first with `docker secret create {name} -`",
                 )
         data["secrets"] = secrets
     if stack.volumes:
@@ -230,7 +254,23 @@ def _service(out: _Out, stack: DesiredStack, pod: DesiredPod) -> dict[str, Any]:
             "a swarm has one healthcheck (from readiness); it also restarts on failure",
         )
     if t.startup is not None:
-        out.note(stack, doc, "startup", "approximated", "start_period of the healthcheck")
+        # The kubelet gives a container this long to start before other probes
+        # count; a swarm's start_period is the same grace for its one healthcheck.
+        su = t.startup
+        grace = su.initial_delay_s + su.period_s * su.failure_threshold
+        health = svc.get("healthcheck")
+        if health is not None:
+            ready_delay = t.readiness.initial_delay_s if t.readiness is not None else 0.0
+            health["start_period"] = format_duration(max(grace, ready_delay))
+        out.note(
+            stack,
+            doc,
+            "startup",
+            "approximated",
+            f"the healthcheck's start_period ({format_duration(grace)})"
+            if health is not None
+            else "no healthcheck to give a start_period to (no readiness probe)",
+        )
 
     deploy: dict[str, Any] = {
         "replicas": pod.replicas,
@@ -297,7 +337,13 @@ def _healthcheck(
             "run inside the container with wget: the image must have it",
         )
     else:
-        test = ["CMD", "nc", "-z", "127.0.0.1", str(check.port)]
+        # `nc -z` is netcat-openbsd's and GNU's; busybox's nc has no -z but returns
+        # at once when its stdin is empty (0 connected, 1 refused): try both.
+        port = check.port
+        test = [
+            "CMD-SHELL",
+            f"nc -z 127.0.0.1 {port} 2>/dev/null || nc -w 1 127.0.0.1 {port} </dev/null >/dev/null",
+        ]
         out.note(
             stack,
             doc,

@@ -9,6 +9,7 @@ YAML files of that kind. Stack files take the usual path
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -16,16 +17,19 @@ from typing import TYPE_CHECKING
 from podctl.bridge import kyaml
 from podctl.bridge.kube_in import ImportedStack, Importer, stack_name_from_stem
 from podctl.bridge.report import FidelityEntry, sort_entries
-from podctl.spec import DEFAULT_MAX_REPLICAS, SpecError, load_stacks
+from podctl.spec import DEFAULT_MAX_REPLICAS, SpecError
+from podctl.spec import load_stacks as load_stack_files
 from podctl.spec.errors import SpecIssue, render_path
 from podctl.spec.limits import MAX_FILE_BYTES
 from podctl.spec.loader import STACK_FILE_NAMES
 from podctl.spec.normalise import normalise
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Mapping
+    from collections.abc import Iterable, Mapping, MutableMapping
 
     from podctl.spec.model import DesiredStack
+
+log = logging.getLogger("podctl.bridge")
 
 _YAML_SUFFIXES = (".yaml", ".yml", ".json")
 _MAX_FILE = MAX_FILE_BYTES  # the stack files' limit
@@ -108,7 +112,7 @@ def load(
     kinds = [(p, _manifest_files(p)) for p in given]
     if all(files is None for _, files in kinds):
         try:
-            out.stacks = load_stacks(
+            out.stacks = load_stack_files(
                 given, overrides, env, port_start=port_start, max_replicas=max_replicas
             )
         except SpecError as exc:
@@ -120,7 +124,7 @@ def load(
         if files is None:
             try:
                 out.stacks.extend(
-                    load_stacks(
+                    load_stack_files(
                         [path], overrides, env, port_start=port_start, max_replicas=max_replicas
                     )
                 )
@@ -228,4 +232,41 @@ def _cross_check(out: LoadedInputs) -> None:
     out.issues.sort(key=lambda i: (i.file, i.line, i.column))
 
 
-__all__ = ["LoadedInputs", "is_kubernetes", "load"]
+def load_stacks(
+    paths: Iterable[str | os.PathLike[str]],
+    overrides: Mapping[str, str] | None = None,
+    environ: MutableMapping[str, str] | None = None,
+    *,
+    port_start: int | None = None,
+    max_replicas: int = DEFAULT_MAX_REPLICAS,
+) -> list[DesiredStack]:
+    """`podctl.spec.load_stacks` for `podctl run`, accepting Kubernetes YAML too.
+
+    Same contract (raises SpecError with every problem; stack files load exactly
+    as there), plus what running Kubernetes input needs:
+
+    - the values of its Secrets are added to `environ` in place, under the env
+      var names their `secrets.<x>.env` carry. `environ` is the mapping the run
+      reads env-sourced secrets from (`storage.files.EnvironStackFiles` keeps a
+      reference to it), so a reload that changes a Secret's value is seen by the
+      next materialisation. They live in memory only; a secret removed from the
+      file leaves a stale variable nobody refers to;
+    - the fidelity report is logged as warnings (`podctl.bridge`) at each load,
+      so `podctl run` shows what did not carry over at start and after an edit.
+    """
+    env: MutableMapping[str, str] = dict(os.environ) if environ is None else environ
+    loaded = load(paths, overrides, env, port_start=port_start, max_replicas=max_replicas)
+    if loaded.issues:
+        raise SpecError(loaded.issues)
+    env.update(loaded.secret_env)
+    if loaded.report:
+        log.warning(
+            "%d fields or objects of the Kubernetes input did not carry over exactly:",
+            len(loaded.report),
+        )
+        for entry in loaded.report:
+            log.warning("  %s", entry)
+    return loaded.stacks
+
+
+__all__ = ["LoadedInputs", "is_kubernetes", "load", "load_stacks"]

@@ -346,22 +346,43 @@ def _deployment(out: KubeExport, pod: DesiredPod) -> dict[str, Any]:
     }
     if volumes:
         pod_spec["volumes"] = volumes
+    rollout = pod.rollout
+    strategy: dict[str, Any] = (
+        {"type": "Recreate"}
+        if rollout.strategy == "recreate"
+        else {
+            "type": "RollingUpdate",
+            "rollingUpdate": {
+                "maxSurge": rollout.max_surge,
+                "maxUnavailable": rollout.max_unavailable,
+            },
+        }
+    )
+    if rollout.auto_rollback:
+        out.note(
+            doc,
+            "rollout.auto_rollback",
+            "approximated",
+            "Kubernetes marks a rollout past its progress deadline failed and does not "
+            "roll back by itself",
+        )
+    spec: dict[str, Any] = {
+        "replicas": pod.replicas,
+        "selector": {"matchLabels": {podctl_labels.POD: pod.name}},
+        "strategy": strategy,
+        "revisionHistoryLimit": out.stack.history,
+        "progressDeadlineSeconds": _seconds(
+            out, doc, "rollout.progress_deadline", rollout.progress_deadline_s, 1
+        ),
+    }
+    if rollout.min_ready_s:
+        spec["minReadySeconds"] = _seconds(out, doc, "rollout.min_ready", rollout.min_ready_s, 0)
+    spec["template"] = {"metadata": template_meta, "spec": pod_spec}
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
         "metadata": {"name": pod.name, "namespace": out.stack.name},
-        "spec": {
-            "replicas": pod.replicas,
-            "selector": {"matchLabels": {podctl_labels.POD: pod.name}},
-            "strategy": {
-                "type": "RollingUpdate",
-                "rollingUpdate": {
-                    "maxSurge": pod.rollout.max_surge,
-                    "maxUnavailable": pod.rollout.max_unavailable,
-                },
-            },
-            "template": {"metadata": template_meta, "spec": pod_spec},
-        },
+        "spec": spec,
     }
 
 

@@ -18,10 +18,12 @@ import typer
 
 from podctl.api import client
 from podctl.api.schema import PodRow, Request, ServiceRow, StackRow
-from podctl.cli import common
+from podctl.cli import common, registry
 from podctl.cli.common import EXIT_BAD_INPUT, EXIT_FAIL, OutputOpt, SetOpt
 from podctl.cli.dev import dev as dev_command
 from podctl.cli.output import Format, err, local_times, print_data, safe
+from podctl.cli.params import ValuesOpt, parameters
+from podctl.cli.rollout import app as rollout_app
 from podctl.spec.limits import DEFAULT_MAX_REPLICAS
 
 app = typer.Typer(
@@ -87,6 +89,7 @@ STACK_COLUMNS = [
 def run(
     files: Annotated[list[Path], typer.Argument(help="stack files (YAML or TOML)")],
     set_: SetOpt = None,
+    values: ValuesOpt = None,
     no_watch: Annotated[bool, typer.Option("--no-watch", help="do not hot-reload")] = False,
     keep: Annotated[
         bool, typer.Option("--keep", help="leave containers running on exit, to be adopted")
@@ -125,7 +128,7 @@ def run(
 
     code = run_foreground(
         files,
-        common.overrides(set_),
+        parameters(values, set_),
         watch=not no_watch,
         keep=keep,
         verbose=verbose,
@@ -141,6 +144,7 @@ def run(
 def validate(
     files: Annotated[list[Path], typer.Argument()],
     set_: SetOpt = None,
+    values: ValuesOpt = None,
     max_replicas: Annotated[
         int, typer.Option("--max-replicas", min=0, help="most replicas one pod may ask for")
     ] = DEFAULT_MAX_REPLICAS,
@@ -152,7 +156,9 @@ def validate(
     """Check stack files or Kubernetes YAML: exit 0, or exit 2 with FILE:LINE:COL: message lines."""
     from podctl import bridge
 
-    loaded = bridge.load(files, common.overrides(set_), dict(os.environ), max_replicas=max_replicas)
+    loaded = bridge.load(
+        files, parameters(values, set_), dict(os.environ), max_replicas=max_replicas
+    )
     if report:
         for entry in loaded.report:
             typer.echo(str(entry))
@@ -170,12 +176,13 @@ def validate(
 def render(
     files: Annotated[list[Path], typer.Argument(help="stack files or Kubernetes YAML")],
     set_: SetOpt = None,
+    values: ValuesOpt = None,
     output: Annotated[Format, typer.Option("-o", "--output", help="json or yaml")] = Format.json,
 ) -> None:
     """Print the fully resolved stacks (secret values redacted)."""
     from podctl import bridge
 
-    loaded = bridge.load(files, common.overrides(set_), dict(os.environ))
+    loaded = bridge.load(files, parameters(values, set_), dict(os.environ))
     if loaded.issues:
         for issue in loaded.issues:
             err(str(issue))
@@ -194,6 +201,7 @@ def export(
     files: Annotated[list[Path], typer.Argument(help="stack files or Kubernetes YAML")],
     to: Annotated[str, typer.Option("--to", help="kubernetes or compose")],
     set_: SetOpt = None,
+    values: ValuesOpt = None,
     include_secret_values: Annotated[
         bool,
         typer.Option("--include-secret-values", help="write secret values (Kubernetes only)"),
@@ -204,7 +212,7 @@ def export(
 
     if to not in ("kubernetes", "compose"):
         raise common.fail(f"--to {to}: expected kubernetes or compose", EXIT_BAD_INPUT)
-    loaded = bridge.load(files, common.overrides(set_), dict(os.environ))
+    loaded = bridge.load(files, parameters(values, set_), dict(os.environ))
     if loaded.issues:
         for issue in loaded.issues:
             err(str(issue))
@@ -439,7 +447,13 @@ def down(
     typer.echo(f"stack {stack} removed ({n} objects)" if n else f"stack {stack}: nothing to remove")
 
 
+# -- build / push (podctl/cli/registry.py) ----------------------------------------
+
+registry.register(app)
+
 # -- systemd ---------------------------------------------------------------------
+
+app.add_typer(rollout_app, name="rollout")
 
 systemd_app = typer.Typer(help="Run podctl as a systemd service.", no_args_is_help=True)
 app.add_typer(systemd_app, name="systemd")

@@ -13,13 +13,14 @@ from typing import Annotated
 
 import typer
 
-from podctl.cli import common
 from podctl.cli.common import SetOpt  # noqa: TC001 (as above)
+from podctl.cli.params import ValuesOpt, parameters
 from podctl.spec.limits import DEFAULT_MAX_REPLICAS
 
 
 def dev(
     files: Annotated[list[Path], typer.Argument(help="stack files (YAML or TOML)")],
+    values: ValuesOpt = None,
     set_: SetOpt = None,
     keep: Annotated[
         bool, typer.Option("--keep", help="leave containers running on exit, to be adopted")
@@ -35,7 +36,7 @@ def dev(
 
     code = run_foreground(
         files,
-        common.overrides(set_),
+        parameters(values, set_),
         watch=True,
         keep=keep,
         verbose=verbose,

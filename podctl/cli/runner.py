@@ -54,8 +54,9 @@ def run_foreground(
     early_signals.install()
 
     from podctl.app import Instance, configure_logging, secret_values
+    from podctl.bridge.inputs import load_stacks  # stack files and Kubernetes YAML
     from podctl.host.limits import raise_nofile
-    from podctl.spec import DEFAULT_MAX_REPLICAS, load_stacks
+    from podctl.spec import DEFAULT_MAX_REPLICAS
     from podctl.storage import paths
     from podctl.storage.errors import StorageError
     from podctl.storage.locks import acquire_stacks

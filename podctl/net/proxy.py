@@ -193,7 +193,11 @@ class _BackendSide(_Pump):
 
     def connection_lost(self, exc: Exception | None) -> None:
         client = self.client
-        ct = client.transport if client is not None else None
+        # Only the attached backend speaks for the client. An attempt that timed out
+        # (or was cancelled) may still complete its connect and then be closed by
+        # asyncio: that must not close a client whose next attempt is under way.
+        attached = client is not None and client.backend is self
+        ct = client.transport if client is not None and attached else None
         if ct is not None and not ct.is_closing():
             if exc is not None:
                 # The backend died mid-connection: reset the client so it knows at once

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 import anyio
 import anyio.abc
@@ -21,12 +21,14 @@ import msgspec
 
 from podctl import defaults, labels
 from podctl.health.model import ProbeTarget
+from podctl.reconcile import rollout
 from podctl.reconcile.apply import ApplyContext, Drain, EventSink, NoFiles, StackFiles, apply
 from podctl.reconcile.events import EventLog
 from podctl.reconcile.ledger import Ledger, rollout_key
 from podctl.reconcile.observed import ObservedState
 from podctl.reconcile.plan import BusyKind, busy_image, plan, plan_teardown
 from podctl.reconcile.resolve import resolve_containers
+from podctl.reconcile.rollout import cannot_run, short, target_of, undo_target
 from podctl.reconcile.steps import (
     AnyStep,
     BuildImage,
@@ -35,6 +37,7 @@ from podctl.reconcile.steps import (
     PullImage,
     RemoveContainer,
     ReplicaStatus,
+    RolloutStatus,
 )
 from podctl.runtime.errors import EngineError, EngineUnavailable
 
@@ -42,10 +45,13 @@ if TYPE_CHECKING:
     from collections.abc import Awaitable, Iterable
 
     from podctl.health.model import HealthView
+    from podctl.reconcile.ledger import RolloutRecord
     from podctl.runtime.protocol import ContainerInfo, HostInfo, NetworkInfo, Runtime, VolumeInfo
-    from podctl.spec.model import ContainerTemplate, DesiredStack
+    from podctl.spec.model import ContainerTemplate, DesiredPod, DesiredStack
 
 log = logging.getLogger("podctl.controller")
+
+R = TypeVar("R")
 
 
 def _first_error(group: BaseExceptionGroup[EngineError]) -> EngineError:
@@ -87,6 +93,9 @@ STATE_ACTIONS = frozenset(
     }
 )
 ENGINE_WATCH_INTERVAL_S = 5.0
+# How long a rollout verb waits for a pass to make its change, then for it to plan.
+VERB_CHANGE_WAIT_S = 25.0
+VERB_PLAN_WAIT_S = 10.0
 DYING_PATIENCE_S = 10.0
 
 
@@ -173,6 +182,8 @@ class Controller:
         # are dropped (those of another podctl sharing the state directory are not).
         self._managed = {s.name for s in self.stacks}
         self._forget_pending = True
+        # Ledger changes of the rollout verbs, run at the start of the next pass.
+        self._changes: list[Callable[[], None]] = []
         # RunContainer steps that could not be resolved, target -> message: told once.
         self._resolve_failed: dict[str, str] = {}
 
@@ -193,6 +204,157 @@ class Controller:
 
     def stack(self, name: str) -> DesiredStack | None:
         return next((s for s in self.stacks if s.name == name), None)
+
+    # -- rollout verbs: `podctl rollout status|undo|pause|resume` ------------------
+    #
+    # Each changes the pod's record in the Ledger (the planner's input) through the
+    # rollout module, saves the Ledger (so the override or pause survives a restart)
+    # and returns once a pass has planned with it. They decide nothing else.
+    #
+    # The change is made between passes, by the loop itself (`_between_passes`): a
+    # pass's apply writes the rollout records its plan decided, and a change made
+    # while it applies would be overwritten by a record decided before it.
+
+    def rollout_status(self, stack: str, pod: str) -> RolloutStatus | None:
+        """The pod's rollout as of the last pass (None before its first pass)."""
+        return next((r for r in self.last_plan.rollouts if r.stack == stack and r.pod == pod), None)
+
+    async def next_pass(self) -> None:
+        """Until the next pass has planned (`rollout status` follows them)."""
+        await self._pass_done.wait()
+
+    def desired_pod(self, stack: str, pod: str) -> tuple[DesiredStack, DesiredPod]:
+        st = self.stack(stack)
+        p = st.pod(pod) if st is not None else None
+        if st is None or p is None:
+            raise LookupError(f"no pod {stack}/{pod} in the stacks this podctl runs")
+        return st, p
+
+    async def rollout_pause(self, stack: str, pod: str) -> RolloutRecord:
+        """No replacement steps for the pod until `resume` or its entry in the file changes."""
+
+        def change() -> RolloutRecord:
+            _, p = self.desired_pod(stack, pod)
+            before = self.ledger.rollouts.get(rollout_key(stack, pod))
+            if before is not None and target_of(before, p).paused is not None:
+                raise ValueError(f"{stack}/{pod} is already paused")
+            rec = rollout.pause(self.ledger, stack, p, self.clock())
+            self.events.emit(stack, f"rollout:{stack}/{pod}", "RolloutPaused", "rollout pause")
+            return rec
+
+        return await self._between_passes(change)
+
+    async def rollout_resume(self, stack: str, pod: str) -> RolloutRecord:
+        def change() -> RolloutRecord:
+            _, p = self.desired_pod(stack, pod)
+            rec = self.ledger.rollouts.get(rollout_key(stack, pod))
+            if rec is None or rec.paused is None or target_of(rec, p).paused is None:
+                raise ValueError(f"{stack}/{pod} is not paused")
+            resumed = rollout.resume(self.ledger, stack, pod, self.clock())
+            assert resumed is not None
+            self.events.emit(stack, f"rollout:{stack}/{pod}", "RolloutResumed", "rollout resume")
+            return resumed
+
+        return await self._between_passes(change)
+
+    async def rollout_undo(
+        self, stack: str, pod: str, *, to_revision: str | None = None
+    ) -> RolloutRecord:
+        """Return the pod to `to_revision` (a revision or a unique prefix of one), or
+        without it to the last fully available revision before the one it runs now
+        (failed ones skipped). LookupError: no such revision; ValueError: it cannot
+        run in the stack as it is now, or it is the one running."""
+        return await self._between_passes(lambda: self._undo(stack, pod, to_revision))
+
+    def _undo(self, stack: str, pod: str, to_revision: str | None) -> RolloutRecord:
+        st, p = self.desired_pod(stack, pod)
+        key = rollout_key(stack, pod)
+        rec = self.ledger.rollouts.get(key)
+        current = target_of(rec, p).revision
+        template: ContainerTemplate | None
+        if to_revision is None:
+            back = undo_target(rec, current, st)
+            if back is None or back.template is None:
+                raise LookupError(
+                    f"{stack}/{pod}: no revision before {short(current)} was fully available"
+                    " (see `podctl rollout history`; failed revisions are skipped)"
+                )
+            revision, template = back.revision, back.template
+        else:
+            known: dict[str, ContainerTemplate] = dict(self.templates())
+            if rec is not None:
+                known.update((a.revision, a.template) for a in rec.available if a.template)
+            known[p.revision] = p.template
+            matches = sorted(r for r in known if r.startswith(to_revision))
+            if not to_revision or not matches:
+                raise LookupError(
+                    f"{stack}/{pod}: unknown revision {to_revision!r}"
+                    " (see `podctl rollout history`)"
+                )
+            if len(matches) > 1:
+                raise LookupError(
+                    f"{stack}/{pod}: revision {to_revision!r} is ambiguous: {', '.join(matches)}"
+                )
+            revision = matches[0]
+            template = known[revision]
+        if revision == current:
+            raise ValueError(f"{stack}/{pod} already runs revision {short(revision)}")
+        problem = cannot_run(template, st)
+        if problem is not None:
+            raise ValueError(f"{stack}/{pod}: revision {short(revision)} cannot run now: {problem}")
+        return rollout.undo(
+            self.ledger,
+            stack,
+            p,
+            revision=revision,
+            template=template,
+            now=self.clock(),
+            reason=f"rollout undo to revision {short(revision)} (from {short(current)})",
+        )
+
+    async def _between_passes(self, change: Callable[[], R]) -> R:
+        """Run `change` (of the Ledger) at the start of the next pass, save the Ledger,
+        and wait (bounded) until that pass has planned, so that a `rollout status`
+        asked next sees it. Without a running loop (tests drive passes), at once."""
+        if self._background is None:
+            result = change()
+        else:
+            ran = anyio.Event()
+            results: list[R] = []
+            errors: list[Exception] = []
+            planned: list[anyio.Event] = []
+
+            def run() -> None:
+                planned.append(self._pass_done)  # set once this very pass has planned
+                try:
+                    results.append(change())
+                except Exception as exc:  # handed to the verb's caller
+                    errors.append(exc)
+                ran.set()
+
+            self._changes.append(run)
+            self.wake()
+            # A pass in apply can take up to an engine call's timeout to come round.
+            with anyio.move_on_after(VERB_CHANGE_WAIT_S):
+                await ran.wait()
+            if not ran.is_set():
+                self._changes.remove(run)
+                raise TimeoutError("the controller did not come round to it; try again")
+            if errors:
+                raise errors[0]
+            result = results[0]
+        if self.on_ledger_change is not None:
+            await self.on_ledger_change(self.ledger)
+        self.wake()
+        if self._background is not None and self.engine_ok:
+            with anyio.move_on_after(VERB_PLAN_WAIT_S):
+                await planned[0].wait()
+        return result
+
+    def _run_changes(self) -> None:
+        changes, self._changes = self._changes, []
+        for run in changes:
+            run()
 
     # -- the loop ----------------------------------------------------------
 
@@ -235,6 +397,7 @@ class Controller:
         """One observe-plan-apply pass; returns how long to sleep before the next."""
         self.passes += 1
         log.debug("reconcile pass %d", self.passes)
+        self._run_changes()  # the rollout verbs' (see _between_passes)
         try:
             observed = await self.observe()
         except EngineError as exc:

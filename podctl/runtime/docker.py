@@ -35,6 +35,7 @@ import aiohttp
 import anyio
 
 from podctl import defaults, labels
+from podctl.runtime.credentials import registry_auth
 from podctl.runtime.engine_json import (
     CacheKey,
     cache_key,
@@ -461,11 +462,14 @@ class DockerRuntime:
         doing = f"pulling image {ref}"
         image, tag = split_image_ref(ref)
         params = {"fromImage": image, "tag": tag}
+        # The user's `docker login` credentials for the image's registry, if any.
+        auth = await anyio.to_thread.run_sync(registry_auth, ref)
+        headers = {"X-Registry-Auth": auth} if auth else None
         try:
             async with (
                 self._engine(doing, self.pull_timeout_s, mutating=True),
                 self._api._query(
-                    "images/create", "POST", params=params, timeout=_NO_TIMEOUT
+                    "images/create", "POST", params=params, headers=headers, timeout=_NO_TIMEOUT
                 ) as response,
             ):
                 # Failures after the 200 arrive inside the progress stream.
@@ -509,6 +513,38 @@ class DockerRuntime:
                 if error:
                     raise BuildError(doing, error.strip(), [*tail, error.strip()])
                 tail.extend(t for t in stream_text(line).splitlines() if t.strip())
+
+    # -- registry: tag and push (`podctl push`) ----------------------------------
+
+    async def tag_image(self, source: str, target: str) -> None:
+        repo, tag = split_image_ref(target)
+        await self._mutate(
+            f"tagging image {source} as {target}",
+            "POST",
+            f"images/{source}/tag",
+            params={"repo": repo, "tag": tag},
+        )
+
+    async def push_image(self, ref: str) -> None:
+        doing = f"pushing image {ref}"
+        repo, tag = split_image_ref(ref)
+        # The engine wants the header even for an anonymous push: `{}` then.
+        auth = await anyio.to_thread.run_sync(registry_auth, ref) or "e30="
+        async with (
+            self._engine(doing, self.pull_timeout_s, mutating=True),
+            self._api._query(
+                f"images/{repo}/push",
+                "POST",
+                params={"tag": tag},
+                headers={"X-Registry-Auth": auth},
+                timeout=_NO_TIMEOUT,
+            ) as response,
+        ):
+            # Failures after the 200 (refused, unauthorised) arrive in the stream.
+            async for line in response.content:
+                error = stream_error(line)
+                if error:
+                    raise EngineError(doing, error.strip())
 
     # -- exec and logs -------------------------------------------------------------
 

@@ -186,6 +186,7 @@ class FakeRuntime:
     ) -> None:
         self.clock = clock
         self.images: set[str] = set(images)
+        self.pushed: list[str] = []  # refs `push_image` pushed, in order
         self.host = HostInfo(ncpu=ncpu, mem_bytes=mem_bytes, server_version="fake")
         # Like DockerRuntime's deadline: a hung call raises EngineUnavailable after
         # this many (real) seconds. None: it hangs until released or cancelled.
@@ -693,6 +694,20 @@ class FakeRuntime:
     async def build_image(self, context_dir: str, tag: str, labels: dict[str, str]) -> None:
         await self._mutating("build_image", context_dir, tag, labels)
         self.images.add(tag)
+
+    # -- Runtime: registry (tag and push) ------------------------------------------
+
+    async def tag_image(self, source: str, target: str) -> None:
+        await self._mutating("tag_image", source, target)
+        if source not in self.images:
+            raise NotFound(f"tagging image {source} as {target}", f"No such image: {source}")
+        self.images.add(target)
+
+    async def push_image(self, ref: str) -> None:
+        await self._mutating("push_image", ref)
+        if ref not in self.images:
+            raise NotFound(f"pushing image {ref}", f"No such image: {ref}")
+        self.pushed.append(ref)
 
     # -- Runtime: exec and logs ----------------------------------------------------
 

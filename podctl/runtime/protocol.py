@@ -163,6 +163,17 @@ class Runtime(Protocol):
 
     async def build_image(self, context_dir: str, tag: str, labels: dict[str, str]) -> None: ...
 
+    # -- registry: tag and push (`podctl push`) --
+
+    async def tag_image(self, source: str, target: str) -> None:
+        """Give the local image `source` the name `target` (`registry/repo:tag`)."""
+        ...
+
+    async def push_image(self, ref: str) -> None:
+        """Push `ref` to its registry with the user's Docker credentials; raises
+        EngineError naming the image when the registry refuses it."""
+        ...
+
     async def exec(self, container_id: str, command: list[str], timeout_s: float) -> ExecResult: ...
 
     # -- dev mode (`podctl dev`): live sync into running containers ---------------

@@ -1,11 +1,25 @@
-"""`${VAR}` interpolation in stack files.
+"""`${VAR}` interpolation in stack files, with Helm-like parameters.
 
-Precedence follows the CLI habit of "most specific wins": `--set k=v`
-overrides the environment, which overrides the file's own `variables`. Unlike
-Compose, a variable that is not set anywhere is an error rather than an empty
-string: an empty image tag or replica count is never what was meant. A scalar
-that is exactly `${x}` takes the variable's own type, so `replicas: ${n}` is an
-int when `n` is; `$$` is a literal `$`.
+Where a value comes from, most specific first:
+
+1. `--set a.b=c` on the command line;
+2. values files (`-f values.yaml`, repeatable: a later file wins), whose nested
+   mappings name their leaves with dots (`image: {tag: "1.36"}` is `image.tag`);
+3. the environment;
+4. the stack file's own `variables:`.
+
+`--set` and values files reach this module merged into one `overrides` mapping
+(`podctl.spec.values.merge_parameters`), which keeps that order.
+
+Unlike Compose, a variable that is not set anywhere is an error rather than an
+empty string: an empty image tag or replica count is never what was meant. A
+scalar that is exactly `${x}` takes the variable's own type, so `replicas: ${n}`
+is an int when `n` is; `$$` is a literal `$`.
+
+    ${name}            the value; an error when it is set nowhere
+    ${name:-default}   `default` when unset or empty   (`${name-default}`: unset only)
+    ${name:?message}   required: unset or empty is an error saying `message`
+                       (`${name?message}`: unset only), reported at FILE:LINE:COL
 """
 
 from __future__ import annotations
@@ -21,9 +35,13 @@ if TYPE_CHECKING:
 
 Scalar = str | int | float | bool
 
-_NAME = r"[A-Za-z_][A-Za-z0-9_]*"
-_REFERENCE = re.compile(rf"({_NAME})(?::-(.*))?", re.DOTALL)
-_WHOLE = re.compile(rf"\$\{{({_NAME})(?::-([^}}]*))?\}}")
+# A dotted name reaches into values files (`image.tag`); each part is an identifier
+# (no dash: `${a-b}` is `a` with the default `b`, as in the shell).
+_PART = r"[A-Za-z_][A-Za-z0-9_]*"
+_NAME = rf"{_PART}(?:\.{_PART})*"
+# name, then an optional operator (`:-`, `-`, `:?`, `?`) and its argument.
+_REFERENCE = re.compile(rf"({_NAME})(?:(:?[-?])(.*))?", re.DOTALL)
+_WHOLE = re.compile(rf"\$\{{({_NAME})(?:(:?[-?])([^}}]*))?\}}")
 
 
 class InterpolationError(Exception):
@@ -62,21 +80,39 @@ def _text(value: Scalar) -> str:
 def _missing(name: str) -> str:
     return (
         f"variable `{name}` is not set (give it with `--set {name}=...`, "
-        f"in the environment, or under `variables`)"
+        f"in a values file, in the environment, or under `variables`)"
     )
+
+
+def _resolve(
+    variables: Variables, name: str, op: str | None, arg: str | None, path: FieldPath
+) -> Scalar:
+    """The value of one reference, applying its operator (see the module doc)."""
+    value = variables.lookup(name)
+    # `:-` and `:?` treat an empty value as unset (as in the shell); `-` and `?` do not.
+    unset = value is None or (op is not None and op.startswith(":") and value == "")
+    if op in (":-", "-") and unset:
+        return arg or ""
+    if op in (":?", "?") and unset:
+        detail = (arg or "").strip()
+        what = "is not set" if value is None else "is empty"
+        raise InterpolationError(
+            path,
+            f"required variable `{name}` {what}: {detail}"
+            if detail
+            else f"required variable `{name}` {what} (give it with `--set {name}=...`, "
+            "in a values file, or in the environment)",
+        )
+    if value is None:
+        raise InterpolationError(path, _missing(name))
+    return value
 
 
 def interpolate_string(text: str, variables: Variables, path: FieldPath = ()) -> Scalar:
     """Expand one string scalar. Raises InterpolationError naming the first problem."""
     whole = _WHOLE.fullmatch(text)
     if whole is not None:
-        value = variables.lookup(whole.group(1))
-        default = whole.group(2)
-        if default is not None and (value is None or value == ""):
-            return default
-        if value is None:
-            raise InterpolationError(path, _missing(whole.group(1)))
-        return value
+        return _resolve(variables, whole.group(1), whole.group(2), whole.group(3), path)
     out: list[str] = []
     i = 0
     while i < len(text):
@@ -101,16 +137,13 @@ def interpolate_string(text: str, variables: Variables, path: FieldPath = ()) ->
                 raise InterpolationError(
                     path,
                     f"invalid variable reference `{text[i : end + 1]}` "
-                    "(use `${NAME}` or `${NAME:-default}`; `$$` is a literal `$`)",
+                    "(use `${NAME}`, `${NAME:-default}` or `${NAME:?message}`; "
+                    "`$$` is a literal `$`)",
                 )
-            value = variables.lookup(reference.group(1))
-            default = reference.group(2)
-            if default is not None and (value is None or value == ""):
-                out.append(default)
-            elif value is None:
-                raise InterpolationError(path, _missing(reference.group(1)))
-            else:
-                out.append(_text(value))
+            value = _resolve(
+                variables, reference.group(1), reference.group(2), reference.group(3), path
+            )
+            out.append(_text(value))
             i = end + 1
         else:
             # A lone `$` (e.g. in a shell command) is kept as written.

@@ -48,6 +48,9 @@ class ProbeSpec(Model, frozen=True):
 class BuildSpec(Model, frozen=True):
     context: str  # absolute directory holding a Dockerfile
     digest: str  # content hash of the context; the image tag carries it
+    # `image:` next to `build:`: the name `podctl push` tags and pushes the build as.
+    # Containers still run the content-hash tag, so it is not part of the revision.
+    push: str | None = None
 
 
 MountKind = Literal["volume", "bind", "config", "secret", "tmpfs"]

@@ -401,14 +401,14 @@ def _known(names: Iterable[str]) -> str:
 
 
 def _build(ctx: _Context, name: str, pod: schema.Pod, path: FieldPath) -> model.BuildSpec | None:
-    if (pod.image is None) == (pod.build is None):
-        ctx.error(path, "a pod needs exactly one of `image` or `build`")
+    if pod.image is None and pod.build is None:
+        ctx.error(path, "a pod needs `image` or `build` (both: build, then push as `image`)")
         return None
-    if pod.image is not None:
-        if not pod.image.strip() or any(c.isspace() for c in pod.image):
-            ctx.error((*path, "image"), f"invalid image reference `{pod.image}`")
+    if pod.image is not None and (not pod.image.strip() or any(c.isspace() for c in pod.image)):
+        ctx.error((*path, "image"), f"invalid image reference `{pod.image}`")
         return None
-    assert pod.build is not None
+    if pod.build is None:
+        return None
     where = (*path, "build")
     context = ctx.contained(where, pod.build, "build context", host_ok=True)
     if not context:
@@ -424,7 +424,7 @@ def _build(ctx: _Context, name: str, pod: schema.Pod, path: FieldPath) -> model.
     except OSError as exc:
         ctx.error(where, f"cannot read build context `{pod.build}`: {exc.strerror}")
         return None
-    return model.BuildSpec(context=context, digest=digest)
+    return model.BuildSpec(context=context, digest=digest, push=pod.image)
 
 
 def _ports(ctx: _Context, pod: schema.Pod, path: FieldPath) -> tuple[tuple[str, int], ...]:

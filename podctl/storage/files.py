@@ -417,11 +417,17 @@ def _lookup_secret(stack: DesiredStack, name: str) -> DesiredSecret:
 
 class EnvironStackFiles:
     """The stack files as the reconciler uses them, bound to the environment that
-    env-sourced secrets are read from (`podctl.reconcile.apply.StackFiles`)."""
+    env-sourced secrets are read from (`podctl.reconcile.apply.StackFiles`).
+
+    `environ` is kept by reference, not copied: the values of Kubernetes Secrets
+    are added to it by each load (`podctl.bridge.inputs.load_stacks`), so a hot
+    reload that changes a Secret is materialised with its new value. Each read
+    takes a snapshot (`dict(...)`) before it leaves the event loop's thread.
+    """
 
     def __init__(self, files: StackFiles, environ: Mapping[str, str]) -> None:
         self.files = files
-        self.environ = dict(environ)
+        self.environ = environ
 
     async def materialise(self, stack: DesiredStack) -> None:
         result = await self.files.materialise(stack, self.environ)
@@ -437,13 +443,14 @@ class EnvironStackFiles:
         if p is None or not p.template.env_from:
             return {}
         refs = p.template.env_from
+        environ = dict(self.environ)
 
         def read() -> dict[str, str]:
             out = {}
             for ref in refs:
                 if ref.kind == "secret":
                     sec = next(s for s in stack.secrets if s.name == ref.source)
-                    out[ref.name] = load_secret(sec, self.environ).decode()
+                    out[ref.name] = load_secret(sec, environ).decode()
                 else:
                     cfg = next(c for c in stack.configs if c.name == ref.source)
                     out[ref.name] = load_config(cfg).decode()

@@ -59,7 +59,12 @@ class Backend:
 
     async def start(self) -> Backend:
         loop = asyncio.get_running_loop()
-        self.server = await loop.create_server(lambda: _BackendProto(self), "127.0.0.1", 0)
+        # A backlog for every test's burst: with asyncio's default of 100, a burst of
+        # 300 connects on a loaded machine overflows it, the kernel drops SYNs and
+        # retransmits them a second later, which times out the proxy's connects.
+        self.server = await loop.create_server(
+            lambda: _BackendProto(self), "127.0.0.1", 0, backlog=1024
+        )
         self.port = self.server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
         return self
 
@@ -155,7 +160,12 @@ def free_port_in_use() -> tuple[socket.socket, int]:
 async def test_round_robin_is_fair() -> None:
     async with backends("a", "b", "c") as bs, proxy([b.endpoint for b in bs]) as p:
         answers = await asyncio.gather(*(ask(p) for _ in range(300)))
-    assert {n: answers.count(n) for n in "abc"} == {"a": 100, "b": 100, "c": 100}
+    counts = {n: answers.count(n) for n in "abc"}
+    assert sum(counts.values()) == 300, counts  # every client answered
+    # Strict turns, except that a connect this loop saw too late (a loaded machine
+    # lags it past the short first timeout) moves that one client to the next backend.
+    moved = p.stats().backend_errors
+    assert all(abs(c - 100) <= moved for c in counts.values()), (counts, moved)
     assert p.stats().total == 300
     assert p.stats().active == 0
 

@@ -12,6 +12,7 @@ import ipaddress
 import socket
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -202,6 +203,42 @@ async def test_a_slow_only_backend_gets_a_second_try_with_the_full_timeout() -> 
                 acceptor.cancel()
                 for a in accepted:
                     a.close()
+
+
+async def test_a_timed_out_attempt_that_connects_late_does_not_close_the_client(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # On a loaded machine the loop may see a connect's success only after the short
+    # timeout cancelled the attempt; asyncio then closes that transport. Its close
+    # must not close the client, whose next attempt (another backend) is under way.
+    async with backends("late", "b") as bs, proxy([b.endpoint for b in bs]) as p:
+        loop = asyncio.get_running_loop()
+        real = loop.create_connection
+        late_port = bs[0].port
+
+        class _Transport(asyncio.Transport):
+            def set_write_buffer_limits(
+                self, high: int | None = None, low: int | None = None
+            ) -> None:
+                pass
+
+            def close(self) -> None:
+                pass
+
+        async def connect(factory: Any, host: str, port: int) -> Any:
+            if port != late_port:
+                return await real(factory, host, port)
+            proto = factory()
+            proto.connection_made(_Transport())
+            try:
+                await asyncio.Event().wait()  # never answers in time
+            finally:
+                proto.connection_lost(None)  # asyncio closes the late transport
+            raise AssertionError("unreachable")
+
+        monkeypatch.setattr(loop, "create_connection", connect)
+        assert await ask(p) == "b"
+        assert p.stats().backend_errors == 1
 
 
 async def _ask_slow(p: ServiceProxy) -> bool:

@@ -145,3 +145,35 @@ def test_compose_export_for_swarm() -> None:
     lines = [f"{e.document} {e.path}: {e.verdict}" for e in report]
     assert "config api-page data: approximated" in lines
     assert "service web bind: approximated" in lines
+    # In-stack services resolve by DNS round-robin (no IPVS virtual IP needed);
+    # the published one keeps the VIP the routing mesh needs.
+    assert compose["services"]["api"]["deploy"]["endpoint_mode"] == "dnsrr"
+    assert "endpoint_mode" not in web["deploy"]
+    # Compose interpolates `$`: the shell's `$(...)` in api's command is escaped.
+    assert "$$(sha256sum" in compose["services"]["api"]["command"][2]
+    # A tcp check that works with busybox's nc (no -z) as with netcat-openbsd.
+    db_test = compose["services"]["db"]["healthcheck"]["test"]
+    assert db_test[0] == "CMD-SHELL" and "nc -w 1 127.0.0.1 5432 </dev/null" in db_test[1]
+    assert compose["configs"]["api-page"] == {"external": True, "name": "shop_api-page"}
+
+
+def test_compose_startup_probe_becomes_the_start_period(tmp_path: Path) -> None:
+    stack = tmp_path / "stack.yaml"
+    stack.write_text(
+        textwrap.dedent(
+            """\
+            name: su
+            pods:
+              web:
+                image: busybox:1.36
+                ports: {http: 80}
+                readiness: {http: {port: http}, period: 1s}
+                startup: {exec: [test, -f, /tmp/ok], period: 2s, failure_threshold: 15}
+            """
+        )
+    )
+    text, report = export(load([stack], environ={}), "compose", environ={})
+    assert yaml.safe_load(text)["services"]["web"]["healthcheck"]["start_period"] == "30s"
+    assert "pod web startup: approximated (the healthcheck's start_period (30s))" in [
+        f"{e.document} {e.path}: {e.verdict} ({e.reason})" for e in report
+    ]

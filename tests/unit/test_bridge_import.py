@@ -289,6 +289,72 @@ spec:
 """
 
 
+def test_replication_controller_is_a_pod_that_rolls(tmp_path: Path) -> None:
+    loaded = imported(
+        tmp_path,
+        """\
+        apiVersion: v1
+        kind: ReplicationController
+        metadata: {name: redis}
+        spec:
+          replicas: 2
+          selector: {app: redis}
+          template:
+            metadata: {labels: {app: redis}}
+            spec: {containers: [{name: r, image: redis:7, ports: [{containerPort: 6379}]}]}
+        """,
+    )
+    (pod,) = rendered(loaded)[0]["pods"]
+    assert (pod["name"], pod["replicas"], pod["image"]) == ("redis", 2, "redis:7")
+    assert report(loaded) == [
+        "ReplicationController/redis spec.template: approximated (a template change rolls "
+        "the pods (a bare ReplicationController leaves running pods as they are))"
+    ]
+
+
+def test_rollout_timing_and_history_carry_over(tmp_path: Path) -> None:
+    loaded = imported(
+        tmp_path,
+        """\
+        apiVersion: apps/v1
+        kind: Deployment
+        metadata: {name: web}
+        spec:
+          minReadySeconds: 5
+          progressDeadlineSeconds: 120
+          revisionHistoryLimit: 4
+          selector: {matchLabels: {app: web}}
+          template:
+            metadata: {labels: {app: web}}
+            spec: {containers: [{name: w, image: busybox}]}
+        ---
+        apiVersion: apps/v1
+        kind: Deployment
+        metadata: {name: db}
+        spec:
+          strategy: {type: Recreate}
+          revisionHistoryLimit: 2
+          selector: {matchLabels: {app: db}}
+          template:
+            metadata: {labels: {app: db}}
+            spec: {containers: [{name: d, image: busybox}]}
+        """,
+    )
+    pods = {p["name"]: p for p in rendered(loaded)[0]["pods"]}
+    web, db = pods["web"]["rollout"], pods["db"]["rollout"]
+    assert (web["min_ready_s"], web["progress_deadline_s"], web["auto_rollback"]) == (
+        5.0,
+        120.0,
+        False,
+    )
+    assert db["strategy"] == "recreate"
+    assert loaded.stacks[0].history == 4
+    assert report(loaded) == [
+        "Deployment/db spec.revisionHistoryLimit: approximated "
+        "(podctl keeps revisions per stack: 4, the largest in it)"
+    ]
+
+
 def test_services_by_type(tmp_path: Path) -> None:
     loaded = imported(tmp_path, SERVICES)
     services = {

@@ -60,8 +60,6 @@ def test_report_names_every_loss(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
     assert lines == [
-        f"{path}:15:3: Deployment/frontend spec.minReadySeconds: not supported yet "
-        "(podctl's rollout has no such setting yet)",
         f"{path}:20:7: Deployment/frontend spec.template.spec.nodeSelector: ignored (one host)",
         f"{path}:25:26: Deployment/frontend spec.template.spec.containers[0].readinessProbe.grpc:"
         " not carried over (gRPC probes are not supported yet)",

@@ -102,3 +102,27 @@ def test_escaped_text_comes_back_unchanged(text: str) -> None:
 @given(_names, st.integers() | st.booleans() | st.floats(allow_nan=False))
 def test_whole_reference_returns_value_unchanged(name: str, value: int | bool | float) -> None:
     assert interpolate_string(f"${{{name}}}", vars_(defaults={name: value})) == value
+
+
+def test_dotted_names_reach_values() -> None:
+    v = vars_({"image.tag": "1.36", "web.replicas": "3"})
+    assert interpolate_string("busybox:${image.tag}", v) == "busybox:1.36"
+    assert interpolate_string("${web.replicas}", v) == "3"
+
+
+def test_required_variable_says_its_message() -> None:
+    with pytest.raises(InterpolationError, match=r"required variable `DB_URL` is not set: set it"):
+        interpolate_string("${DB_URL:?set it}", vars_())
+    with pytest.raises(InterpolationError, match=r"required variable `E` is empty: no"):
+        interpolate_string("x-${E:?no}", vars_(environ={"E": ""}))
+    # `?` (no colon) accepts an empty value; only unset is an error.
+    assert interpolate_string("${E?no}", vars_(environ={"E": ""})) == ""
+    assert interpolate_string("${n:?need n}", vars_(defaults={"n": 2})) == 2
+    with pytest.raises(InterpolationError, match="required variable `X` is not set \\(give it"):
+        interpolate_string("${X:?}", vars_())
+
+
+def test_dash_default_applies_only_when_unset() -> None:
+    v = vars_(environ={"EMPTY": ""})
+    assert interpolate_string("${EMPTY-fallback}", v) == ""
+    assert interpolate_string("${NOPE-fallback}", v) == "fallback"
