@@ -31,7 +31,7 @@ from podctl.net.services import ServiceRouter
 from podctl.reconcile.controller import Controller
 from podctl.reconcile.events import EventLog
 from podctl.reconcile.ledger import Ledger
-from podctl.reload import StackWatcher
+from podctl.reload import StackWatcher, referenced_paths
 from podctl.spec import DEFAULT_MAX_REPLICAS
 from podctl.stackset import StackSet
 from podctl.storage.files import EnvironStackFiles, StackFiles
@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
     from pathlib import Path
 
+    from podctl.dev.session import DevSession
     from podctl.reconcile.observed import ObservedState
     from podctl.reconcile.steps import Plan
     from podctl.runtime.protocol import Runtime
@@ -78,8 +79,10 @@ class Instance:
         kernel_fast_path: bool = False,
         max_replicas: int = DEFAULT_MAX_REPLICAS,
         clock: Callable[[], float] = time.time,
+        dev: DevSession | None = None,
     ) -> None:
         self.runtime = runtime
+        self.dev = dev  # `podctl dev`: the watch rules' task, run beside the others
         self.paths = list(paths)
         self.overrides = dict(overrides or {})
         self.environ = dict(environ if environ is not None else os.environ)
@@ -207,8 +210,11 @@ class Instance:
                             self.stacks.loaded,
                             self.stacks.invalid,
                             current=self.stacks.file_stacks,
+                            referenced=self.dev.referenced if self.dev else referenced_paths,
                         )
                         await tg.start(watcher.run)
+                    if self.dev is not None:
+                        await tg.start(self.dev.run, self)
                     early = early_signals.pending()
                     if early is None:
                         async for signum in signals:

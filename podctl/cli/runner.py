@@ -22,6 +22,7 @@ from podctl.spec.errors import SpecError
 if TYPE_CHECKING:
     from pathlib import Path
 
+    from podctl.dev.session import DevSession
     from podctl.runtime.protocol import Runtime
 
 log = logging.getLogger("podctl")
@@ -43,6 +44,8 @@ def run_foreground(
     metrics: tuple[str, int] | None = None,
     kernel_fast_path: bool = False,
     max_replicas: int | None = None,
+    dev: bool = False,
+    view: bool = False,
 ) -> int:
     # From here on a SIGINT/SIGTERM is remembered, not raised: `Instance.run` acts
     # on it once it can tear down cleanly (and asyncio's own Ctrl-C handling, which
@@ -122,6 +125,7 @@ def run_foreground(
                 metrics=metrics,
                 kernel_fast_path=kernel_fast_path,
                 max_replicas=max_replicas,
+                dev=_dev_session(rules=dev) if dev or view else None,
             )
             names = ", ".join(s.name for s in stacks)
             log.info("running stacks: %s (control socket %s)", names, socket_path)
@@ -195,6 +199,16 @@ async def _sweep(runtime: Runtime, stacks: list[str]) -> None:
                 log.info(
                     "removed %d objects of stack %s created as it stopped", len(plan.steps), stack
                 )
+
+
+def _dev_session(*, rules: bool) -> DevSession:
+    """`podctl dev` (watch rules) or `podctl run --view` (the live view only)."""
+    import sys
+
+    from podctl.dev.session import DevSession
+
+    # The live view only on a terminal; otherwise the log lines are the output.
+    return DevSession(rules=rules, view=sys.stdout.isatty())
 
 
 def _first_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException:
