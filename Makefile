@@ -33,8 +33,10 @@ integration: $(STAMP) engine
 test: check unit integration
 
 bench: $(STAMP) engine
+	scripts/ensure-bench-tools
 	$(VENV)/bin/python -m bench.startup
 	$(VENV)/bin/python -m bench.proxy
+	$(VENV)/bin/python -m bench.dev
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

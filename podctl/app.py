@@ -33,7 +33,7 @@ from podctl.net.services import ServiceRouter
 from podctl.reconcile.controller import Controller
 from podctl.reconcile.events import EventLog
 from podctl.reconcile.ledger import Ledger
-from podctl.reload import StackWatcher
+from podctl.reload import StackWatcher, referenced_paths
 from podctl.spec import DEFAULT_MAX_REPLICAS
 from podctl.stackset import StackSet
 from podctl.storage.files import EnvironStackFiles, StackFiles
@@ -46,6 +46,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
     from pathlib import Path
 
+    from podctl.dev.session import DevSession
     from podctl.reconcile.observed import ObservedState
     from podctl.reconcile.steps import Plan
     from podctl.runtime.protocol import Runtime
@@ -91,12 +92,14 @@ class Instance:
         listeners: dict[str, socket.socket] | None = None,
         ready_timeout_s: float = DEFAULT_READY_TIMEOUT_S,
         locks: StackLocks | None = None,
+        dev: DevSession | None = None,
     ) -> None:
         """`stacks_dir`: run every stack file in a directory (`paths` is then empty).
         `notifier`: the service manager to keep informed (systemd's notify socket);
         `listeners`: service listeners it passed back ($LISTEN_FDS, by name);
         `locks`: the stack locks held, extended as stacks join the set."""
         self.runtime = runtime
+        self.dev = dev  # `podctl dev`: the watch rules' task, run beside the others
         self.paths = list(paths)
         self.stacks_dir = stacks_dir
         self.overrides = dict(overrides or {})
@@ -136,6 +139,7 @@ class Instance:
             drain=self.router.drain,
             on_ledger_change=ledger.save,
             templates=lambda: templates,
+            backend_failures=self.router.backend_failures,
         )
         self.stacks = StackSet(
             self.controller,
@@ -148,6 +152,12 @@ class Instance:
             RevisionHistory(self.state),
             max_replicas,
             templates,
+            state=self.state,
+            load_without_set=(
+                (lambda: load_stacks(self.paths, {}, self.environ, max_replicas=max_replicas))
+                if self.overrides and stacks_dir is None
+                else None
+            ),
             locks=locks,
         )
         self._engine_seen = False
@@ -157,6 +167,7 @@ class Instance:
             ready_timeout_s=ready_timeout_s,
             pulling=lambda: self.controller.pulling,
         )
+        self.controller.observers.append(self.stacks.observe_plan)
         self.handlers = ControlHandlers(
             self.controller, self.router, self.health, self.stacks, redactor=redactor
         )
@@ -261,7 +272,8 @@ class Instance:
 
                     # Before the first pass: a rollout that starts with no record in
                     # the Ledger looks up the template of the revision it leaves.
-                    await self.stacks.load_history()
+                    await self.stacks.restore()
+                    tg.start_soon(self.stacks.follow_rollouts)
                     tg.start_soon(controller_main)
                     controller_started = True
                     await self.stacks.record_revisions("start")
@@ -274,10 +286,13 @@ class Instance:
                             self.stacks.load,
                             self.stacks.loaded,
                             self.stacks.invalid,
-                            current=self.controller.stacks,
+                            current=self.stacks.file_stacks,
+                            referenced=self.dev.referenced if self.dev else referenced_paths,
                             stack_dirs=[self.stacks_dir.directory] if self.stacks_dir else [],
                         )
                         await tg.start(watcher.run)
+                    if self.dev is not None:
+                        await tg.start(self.dev.run, self)
                     early = early_signals.pending()
                     if early is None:
                         async for signum in signals:

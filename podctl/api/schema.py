@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 import msgspec
 
-from podctl.reconcile.steps import ReplicaStatus
+from podctl.reconcile.steps import ReplicaStatus, RolloutStatus
 
 
 class Row(msgspec.Struct, kw_only=True):
@@ -20,6 +20,23 @@ class Row(msgspec.Struct, kw_only=True):
 
 # A pod replica as `get pods` shows it: exactly what the planner concluded.
 PodRow = ReplicaStatus
+
+
+# A pod's rollout as `rollout status` shows it: exactly what the planner concluded.
+RolloutRow = RolloutStatus
+
+HistoryStatus = Literal["current", "complete", "failed", "rolled-back"]
+
+
+class HistoryRow(Row, kw_only=True):
+    """One revision of a pod, as `rollout history` shows it (digests, never values)."""
+
+    revision: str
+    created: float  # epoch seconds: when podctl first ran it (or returned to it)
+    cause: str  # file change | --set | undo | rollback
+    status: HistoryStatus
+    image: str
+    message: str = ""  # why failed, rolled back, ...
 
 
 class EndpointRow(Row, kw_only=True):
@@ -74,6 +91,11 @@ Verb = Literal[
     "events",
     "scale",
     "down",
+    "rollout_status",
+    "rollout_history",
+    "rollout_undo",
+    "rollout_pause",
+    "rollout_resume",
 ]
 
 
@@ -84,6 +106,7 @@ class Request(msgspec.Struct, kw_only=True, omit_defaults=True):
     replicas: int | None = None
     follow: bool = False
     volumes: bool = False
+    revision: str | None = None  # rollout undo --to-revision
 
 
 class Reply(msgspec.Struct, kw_only=True, omit_defaults=True):

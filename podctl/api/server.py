@@ -129,8 +129,11 @@ async def _one(stream: anyio.abc.SocketStream, handler: Handler) -> None:
             return
         try:
             if request.follow:
-                async for chunk in handler.stream(request):
-                    await stream.send(chunk)
+                try:
+                    async for chunk in handler.stream(request):
+                        await stream.send(chunk)
+                except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+                    pass  # the follower (`events -f`, `rollout status`) went away
                 return
             reply = await handler.handle(request)
         except Exception as exc:  # the server must outlive any one bad request

@@ -20,17 +20,37 @@ from podctl.api import client
 from podctl.api.schema import PodRow, Request, ServiceRow, StackRow
 from podctl.cli import common, registry
 from podctl.cli.common import EXIT_BAD_INPUT, EXIT_FAIL, OutputOpt, SetOpt
-from podctl.cli.output import Format, err, print_data, safe
+from podctl.cli.dev import dev as dev_command
+from podctl.cli.output import Format, err, local_times, print_data, safe
 from podctl.cli.params import ValuesOpt, parameters
+from podctl.cli.rollout import app as rollout_app
 from podctl.spec.limits import DEFAULT_MAX_REPLICAS
 
 app = typer.Typer(
     name="podctl",
     help="The Kubernetes model (pods, replicas, services, probes) on one Docker host.",
     no_args_is_help=True,
-    add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        typer.echo(f"podctl {version('podctl')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_print_version, is_eager=True, help="print the version"),
+    ] = False,
+) -> None:
+    """The Kubernetes model (pods, replicas, services, probes) on one Docker host."""
+
 
 POD_COLUMNS = [
     ("STACK", "stack"),
@@ -38,6 +58,7 @@ POD_COLUMNS = [
     ("PHASE", "phase"),
     ("READY", "ready"),
     ("RESTARTS", "restarts"),
+    ("AGE", "age"),
     ("REVISION", "revision"),
     ("IP", "ip"),
     ("REASON", "reason"),
@@ -114,6 +135,9 @@ def run(
             "pod is ready (STATUS says what is not); default 240",
         ),
     ] = None,
+    view: Annotated[
+        bool, typer.Option("--view", help="redraw a live view in place (on a terminal)")
+    ] = False,
 ) -> None:
     """Run stacks in the foreground: reconcile, probe, proxy, hot-reload."""
     from podctl.cli.runner import run_foreground
@@ -142,6 +166,7 @@ def run(
         stacks_dir=stacks_dir,
         log_format=log_format,
         ready_timeout_s=ready_timeout,
+        view=view,
     )
     raise typer.Exit(code)
 
@@ -270,6 +295,9 @@ def get(
     if k == "services" and output is Format.table:
         for r in rows:
             r.endpoints = [f"{e.address}{'' if e.ready else ' (not ready)'}" for e in r.endpoints]
+    if not rows and output is Format.table:
+        typer.echo(f"no {k} in stack {stack}" if stack else f"no {k}")
+        return
     print_data(rows, output, columns)
 
 
@@ -293,6 +321,8 @@ def describe(
     else:
         data = reply.data
     fmt = Format.yaml if output is Format.table else output
+    if fmt is Format.yaml:
+        data = local_times(data)  # for reading; -o json keeps epoch seconds for scripts
     if fmt is Format.json:
         sys.stdout.write(msgspec.json.format(msgspec.json.encode(data), indent=2).decode() + "\n")
     else:
@@ -310,11 +340,18 @@ def logs(
     follow: Annotated[bool, typer.Option("-f", "--follow")] = False,
     tail: Annotated[int | None, typer.Option("--tail")] = None,
 ) -> None:
-    """Print a replica's logs (straight from the engine)."""
+    """Print a replica's logs, or a stack's: every replica merged, `pod-N |` prefixes."""
     from podctl.cli import offline
 
     async def go(rt: Any) -> None:
-        cid = await offline.resolve(rt, name)
+        try:
+            cid = await offline.resolve(rt, name)
+        except LookupError:
+            from podctl.cli.stacklogs import stack_logs
+
+            if await stack_logs(rt, name, follow=follow, tail=tail):
+                return
+            raise
         out = sys.stdout.buffer
         async for chunk in rt.logs(cid, follow=follow, tail=tail):
             out.write(chunk)
@@ -447,6 +484,8 @@ registry.register(app)
 
 # -- systemd ---------------------------------------------------------------------
 
+app.add_typer(rollout_app, name="rollout")
+
 systemd_app = typer.Typer(help="Run podctl as a systemd service.", no_args_is_help=True)
 app.add_typer(systemd_app, name="systemd")
 
@@ -482,6 +521,9 @@ def systemd_unit(
     except unit.UnitError as exc:
         raise common.fail(str(exc), EXIT_BAD_INPUT) from exc
     sys.stdout.write(text)
+
+
+app.command("dev")(dev_command)
 
 
 def main() -> None:

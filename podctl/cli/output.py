@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 import sys
+import time
+from datetime import datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
@@ -55,10 +57,51 @@ def print_data(rows: Sequence[Any], fmt: Format, columns: Sequence[tuple[str, st
     table = Table(box=None, pad_edge=False, show_edge=False, header_style="bold")
     for header, _ in columns:
         table.add_column(header, overflow="fold")
+    now = time.time()
     for item in data:
+        if isinstance(item, dict) and "age" not in item:
+            started = item.get("started_at")
+            item["age"] = age(now - started) if isinstance(started, (int, float)) else None
         # Text(), not a str: a cell is data, and `[red]` in a name is not rich markup.
         table.add_row(*(Text(safe(_cell(item.get(field)))) for _, field in columns))
     Console(soft_wrap=True, width=200 if not sys.stdout.isatty() else None).print(table)
+
+
+def age(seconds: float) -> str:
+    """kubectl's short ages: 42s, 3m12s, 5h3m, 2d4h."""
+    s = int(max(seconds, 0))
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60}s"
+    if s < 86400:
+        return f"{s // 3600}h{s % 3600 // 60}m"
+    return f"{s // 86400}d{s % 86400 // 3600}h"
+
+
+# Fields holding epoch seconds in describe output; shown as local ISO times.
+_TIME_FIELDS = ("started_at", "finished_at", "time", "last_restart_at", "since", "at")
+
+
+def local_times(data: Any) -> Any:
+    """`data` with epoch-second fields (`started_at`, `time`, ...) as local ISO 8601 times."""
+    if isinstance(data, dict):
+        out = {}
+        for k, v in data.items():
+            if (
+                isinstance(k, str)
+                and (k in _TIME_FIELDS or k.endswith("_at"))
+                and isinstance(v, (int, float))
+                and not isinstance(v, bool)
+                and v > 0
+            ):
+                out[k] = datetime.fromtimestamp(v).astimezone().isoformat(timespec="seconds")
+            else:
+                out[k] = local_times(v)
+        return out
+    if isinstance(data, list):
+        return [local_times(v) for v in data]
+    return data
 
 
 def _cell(value: Any) -> str:

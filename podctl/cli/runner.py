@@ -23,6 +23,7 @@ from podctl.spec.errors import SpecError
 if TYPE_CHECKING:
     from pathlib import Path
 
+    from podctl.dev.session import DevSession
     from podctl.runtime.protocol import Runtime
 
 log = logging.getLogger("podctl")
@@ -47,6 +48,8 @@ def run_foreground(
     stacks_dir: Path | None = None,
     log_format: str = "text",
     ready_timeout_s: float | None = None,
+    dev: bool = False,
+    view: bool = False,
 ) -> int:
     # From here on a SIGINT/SIGTERM is remembered, not raised: `Instance.run` acts
     # on it once it can tear down cleanly (and asyncio's own Ctrl-C handling, which
@@ -154,6 +157,7 @@ def run_foreground(
                     DEFAULT_READY_TIMEOUT_S if ready_timeout_s is None else ready_timeout_s
                 ),
                 locks=locks,
+                dev=_dev_session(rules=dev) if dev or view else None,
             )
             if bad_files is not None:
                 instance.stacks.invalid(bad_files)  # logged (FILE:LINE:COL) and an event
@@ -232,6 +236,16 @@ async def _sweep(runtime: Runtime, stacks: list[str]) -> None:
                 log.info(
                     "removed %d objects of stack %s created as it stopped", len(plan.steps), stack
                 )
+
+
+def _dev_session(*, rules: bool) -> DevSession:
+    """`podctl dev` (watch rules) or `podctl run --view` (the live view only)."""
+    import sys
+
+    from podctl.dev.session import DevSession
+
+    # The live view only on a terminal; otherwise the log lines are the output.
+    return DevSession(rules=rules, view=sys.stdout.isatty())
 
 
 def _first_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException:

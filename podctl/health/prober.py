@@ -1,10 +1,12 @@
 """Prober tasks: one cancellable task per container and probe, in one task group.
 
 The controller calls `sync(targets)` after each observation with the running
-containers that have probes; the supervisor starts what is new and cancels
-what is gone. A container whose `started_at` changed has restarted, and, as in
-the kubelet, a restart resets its probe state (fresh thresholds, startup probe
-again, initial delay counted from the new start).
+containers, each with its own revision's probes (those without probes are
+recorded as ready, so the health view decides readiness for every container);
+the supervisor starts what is new and cancels what is gone. A container whose
+`started_at` changed has restarted, and, as in the kubelet, a restart resets
+its probe state (fresh thresholds, startup probe again, initial delay counted
+from the new start).
 
 Each probe loop sleeps until its next period with anyio (cancellable, no
 polling). A probe that hangs is bounded by its own timeout and only delays its
@@ -20,7 +22,7 @@ from typing import TYPE_CHECKING
 import anyio
 
 from podctl.health.checks import ExecRuntime, probe_once
-from podctl.health.model import ProbeResult, ProbeTarget
+from podctl.health.model import ContainerHealth, ProbeResult, ProbeTarget
 from podctl.health.state import HealthState
 
 if TYPE_CHECKING:
@@ -67,6 +69,8 @@ class ProberSupervisor:
         self._clock = clock
         self._tg: TaskGroup | None = None
         self._probed: dict[str, _Probed] = {}
+        # Listed containers without probes (ready while they run), by id.
+        self._unprobed: dict[str, ProbeTarget] = {}
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Hold the probe tasks until cancelled; `sync()` works once this has started."""
@@ -78,6 +82,7 @@ class ProberSupervisor:
         finally:
             self._tg = None
             self._probed.clear()
+            self._unprobed.clear()
 
     def sync(self, targets: Iterable[ProbeTarget], *, stack: str | None = None) -> None:
         """Probe exactly `targets` (of `stack` only, when given; other stacks are untouched).
@@ -88,18 +93,42 @@ class ProberSupervisor:
         """
         if self._tg is None:
             raise RuntimeError("ProberSupervisor.sync() called before run() started")
-        wanted = {t.container_id: t for t in targets if t.has_probes}
+        listed = {t.container_id: t for t in targets}
+        wanted = {cid: t for cid, t in listed.items() if t.has_probes}
         for cid, probed in list(self._probed.items()):
             if stack is not None and probed.target.stack != stack:
                 continue
             if wanted.get(cid) != probed.target:
                 probed.scope.cancel()
                 del self._probed[cid]
-                if cid not in wanted:
+                if cid not in listed:
                     self._store.forget(cid)
-        for cid, target in wanted.items():
-            if cid not in self._probed:
-                self._start(self._tg, target)
+        for cid, target in list(self._unprobed.items()):
+            if stack is not None and target.stack != stack:
+                continue
+            if listed.get(cid) != target:
+                del self._unprobed[cid]
+                if cid not in listed:
+                    self._store.forget(cid)
+        for cid, target in listed.items():
+            if target.has_probes:
+                if cid not in self._probed:
+                    self._start(self._tg, target)
+            elif cid not in self._unprobed:
+                # No probes: ready since its start, for as long as it runs. Recorded so
+                # the health view alone decides readiness, whatever template (revision)
+                # the planner or the router has at hand for its pod.
+                self._unprobed[cid] = target
+                self._store.set(
+                    cid,
+                    target.stack,
+                    ContainerHealth(
+                        started=True,
+                        ready=True,
+                        started_at=target.started_at,
+                        ready_since=target.started_at,
+                    ),
+                )
 
     def view(self) -> HealthView:
         """What the planner reads: the store's snapshot."""

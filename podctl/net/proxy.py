@@ -36,6 +36,10 @@ This is podctl's data path, so it is written against asyncio's low-level
   it close the listening socket without a word, so the sweeper checks that the
   socket is still open and re-opens it (backing off 5 ms doubling to 1 s).
   Plain asyncio pauses accepting for a second by itself.
+- Per endpoint, the time of its latest connect failure or reset is kept
+  (`backend_failures`, wall clock): a rollout counts a new replica as available
+  only once `min_ready` has passed without one. Only endpoints in the table are
+  kept, so it stays as small as the table.
 - `peers`: a listener may serve only clients from one network (the in-stack
   listener on a bridge gateway serves only that bridge's subnet); others are
   closed at once and counted.
@@ -53,6 +57,7 @@ import contextlib
 import errno
 import ipaddress
 import logging
+import time
 from dataclasses import dataclass, field
 from typing import cast
 
@@ -198,6 +203,9 @@ class _BackendSide(_Pump):
         # asyncio: that must not close a client whose next attempt is under way.
         attached = client is not None and client.backend is self
         ct = client.transport if client is not None and attached else None
+        if exc is not None and attached and client is not None and client.endpoint_key:
+            # A reset (or another error) from the backend, not our own close or abort.
+            client.proxy._backend_failed(client.endpoint_key)
         if ct is not None and not ct.is_closing():
             if exc is not None:
                 # The backend died mid-connection: reset the client so it knows at once
@@ -377,6 +385,8 @@ class ServiceProxy:
         self._connecting: set[_ClientSide] = set()
         self._by_key: dict[str, set[_ClientSide]] = {}
         self._c = _Counters()
+        # Endpoint key -> wall-clock time of its latest connect failure or reset.
+        self._failures: dict[str, float] = {}
         self._drains: dict[str, _Drain] = {}
         self._all_closed: list[asyncio.Future[None]] = []
         self._sweeper: asyncio.TimerHandle | None = None
@@ -503,6 +513,18 @@ class ServiceProxy:
     def set_endpoints(self, endpoints: list[Endpoint] | tuple[Endpoint, ...]) -> None:
         """Replace the routing table. New connections use only these endpoints, at once."""
         self._table = tuple(endpoints)
+        if self._failures:
+            keys = {ep.key for ep in self._table}
+            self._failures = {k: t for k, t in self._failures.items() if k in keys}
+
+    def backend_failures(self) -> dict[str, float]:
+        """Endpoint key -> wall-clock time of the latest connect failure or reset seen
+        on it (endpoints in the table only)."""
+        return dict(self._failures)
+
+    def _backend_failed(self, key: str) -> None:
+        if any(ep.key == key for ep in self._table):
+            self._failures[key] = time.time()
 
     async def drain(self, key: str, timeout_s: float) -> int:
         """Wait up to `timeout_s` for connections to `key` to end, then reset the rest.
@@ -668,6 +690,7 @@ class ServiceProxy:
             if task is not None:
                 task.uncancel()
             self._c.backend_errors += 1
+            self._backend_failed(ep.key)
             log.debug(
                 "%s: connect to %s (%s:%d) timed out after %.2fs",
                 self.name,
@@ -679,12 +702,14 @@ class ServiceProxy:
             return None, True
         except OSError as e:
             self._c.backend_errors += 1
+            self._backend_failed(ep.key)
             log.debug(
                 "%s: connect to %s (%s:%d) failed: %s", self.name, ep.key, ep.host, ep.port, e
             )
             return None, False
         except Exception:  # never let a connect bug kill the task silently
             self._c.backend_errors += 1
+            self._backend_failed(ep.key)
             log.exception("%s: connect to %s (%s:%d) failed", self.name, ep.key, ep.host, ep.port)
             return None, False
         finally:

@@ -403,6 +403,16 @@ class ProxySet:
                 total += await proxy.drain(key, timeout_s)
         return total
 
+    def backend_failures(self) -> dict[str, float]:
+        """Endpoint key -> the latest connect failure or reset any listener saw on it
+        (wall clock). Connections the kernel DNATs are not seen."""
+        out: dict[str, float] = {}
+        for proxy in self._listeners.values():
+            for key, at in proxy.backend_failures().items():
+                if at > out.get(key, float("-inf")):
+                    out[key] = at
+        return out
+
     def listening(self, service: str) -> list[ListenAddress]:
         return [addr for (name, addr) in self._listeners if name == service]
 

@@ -213,6 +213,11 @@ class ServiceRouter:
     def stats(self) -> dict[str, ProxyStats]:
         return self.proxies.stats()
 
+    def backend_failures(self) -> dict[str, float]:
+        """Container id -> wall-clock time of the proxy's latest connect failure or
+        reset to it: a rollout's `min_ready` for that replica starts over then."""
+        return self.proxies.backend_failures()
+
     async def drain(self, container_id: str, grace_s: float) -> None:
         """Before a replica stops: it gets no new connections (it is out of every
         table already), and open ones get up to its grace period to finish."""

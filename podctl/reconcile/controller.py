@@ -14,7 +14,7 @@ import logging
 import random
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 import anyio
 import anyio.abc
@@ -22,12 +22,14 @@ import msgspec
 
 from podctl import defaults, labels
 from podctl.health.model import ProbeTarget
+from podctl.reconcile import rollout
 from podctl.reconcile.apply import ApplyContext, Drain, EventSink, NoFiles, StackFiles, apply
 from podctl.reconcile.events import EventLog
 from podctl.reconcile.ledger import Ledger, rollout_key
 from podctl.reconcile.observed import ObservedState
 from podctl.reconcile.plan import BusyKind, busy_image, plan, plan_teardown
 from podctl.reconcile.resolve import resolve_containers
+from podctl.reconcile.rollout import cannot_run, short, target_of, undo_target
 from podctl.reconcile.steps import (
     AnyStep,
     BuildImage,
@@ -36,6 +38,7 @@ from podctl.reconcile.steps import (
     PullImage,
     RemoveContainer,
     ReplicaStatus,
+    RolloutStatus,
 )
 from podctl.runtime.errors import EngineError, EngineUnavailable
 
@@ -43,10 +46,13 @@ if TYPE_CHECKING:
     from collections.abc import Awaitable, Iterable
 
     from podctl.health.model import HealthView
+    from podctl.reconcile.ledger import RolloutRecord
     from podctl.runtime.protocol import ContainerInfo, HostInfo, NetworkInfo, Runtime, VolumeInfo
-    from podctl.spec.model import ContainerTemplate, DesiredStack
+    from podctl.spec.model import ContainerTemplate, DesiredPod, DesiredStack
 
 log = logging.getLogger("podctl.controller")
+
+R = TypeVar("R")
 
 
 def _first_error(group: BaseExceptionGroup[EngineError]) -> EngineError:
@@ -95,6 +101,10 @@ ENGINE_RETRY_MAX_S = 15.0
 # An outage starts a little before podctl notices it: dockerd stops its containers
 # as it shuts down, and a stop can end before the API stops answering.
 ENGINE_OUTAGE_MARGIN_S = 30.0
+
+# How long a rollout verb waits for a pass to make its change, then for it to plan.
+VERB_CHANGE_WAIT_S = 25.0
+VERB_PLAN_WAIT_S = 10.0
 DYING_PATIENCE_S = 10.0
 
 
@@ -127,7 +137,9 @@ class Controller:
     controller knowing them: `observers` see each plan (the services router
     follows the replicas it shows), `on_died` hears of a container's death
     before any snapshot does, `drain` lets a replica's connections finish
-    before it is stopped, and `on_ledger_change` persists restart counts.
+    before it is stopped, `on_ledger_change` persists restart counts, and
+    `backend_failures` tells the planner of the proxy's connect failures and
+    resets per replica (a new replica's `min_ready` starts over).
     """
 
     def __init__(
@@ -145,6 +157,7 @@ class Controller:
         drain: Drain | None = None,
         on_ledger_change: Callable[[Ledger], Awaitable[None]] | None = None,
         templates: Callable[[], Mapping[str, ContainerTemplate]] | None = None,
+        backend_failures: Callable[[], Mapping[str, float]] | None = None,
         resync_s: float = defaults.RESYNC_INTERVAL_S,
         engine_watch_s: float = ENGINE_WATCH_INTERVAL_S,
     ) -> None:
@@ -160,6 +173,8 @@ class Controller:
         self.drain = drain
         self.on_ledger_change = on_ledger_change
         self.templates = templates or _no_templates
+        # The services proxy's latest connect failure or reset per container id.
+        self.backend_failures = backend_failures or _no_failures
         self.resync_s = resync_s
         self.engine_watch_s = engine_watch_s
         self.engine_ok = True
@@ -187,6 +202,9 @@ class Controller:
         # are dropped (those of another podctl sharing the state directory are not).
         self._managed = {s.name for s in self.stacks}
         self._forget_pending = True
+        # Ledger changes of the rollout verbs, run at the start of the next pass.
+        self._changes: list[Callable[[], None]] = []
+        self._ledger_dirty = False  # a change between passes to save with the next one
         # RunContainer steps that could not be resolved, target -> message: told once.
         self._resolve_failed: dict[str, str] = {}
 
@@ -212,6 +230,183 @@ class Controller:
     def pulling(self) -> bool:
         """An image is being pulled or built (for the service manager's start timeout)."""
         return "pulling" in self._busy.values()
+
+    # -- rollout verbs: `podctl rollout status|undo|pause|resume` ------------------
+    #
+    # Each changes the pod's record in the Ledger (the planner's input) through the
+    # rollout module, saves the Ledger (so the override or pause survives a restart)
+    # and returns once a pass has planned with it. They decide nothing else.
+    #
+    # The change is made between passes, by the loop itself (`_between_passes`): a
+    # pass's apply writes the rollout records its plan decided, and a change made
+    # while it applies would be overwritten by a record decided before it.
+
+    def rollout_status(self, stack: str, pod: str) -> RolloutStatus | None:
+        """The pod's rollout as of the last pass (None before its first pass)."""
+        return next((r for r in self.last_plan.rollouts if r.stack == stack and r.pod == pod), None)
+
+    async def next_pass(self) -> None:
+        """Until the next pass has planned (`rollout status` follows them)."""
+        await self._pass_done.wait()
+
+    def desired_pod(self, stack: str, pod: str) -> tuple[DesiredStack, DesiredPod]:
+        st = self.stack(stack)
+        p = st.pod(pod) if st is not None else None
+        if st is None or p is None:
+            raise LookupError(f"no pod {stack}/{pod} in the stacks this podctl runs")
+        return st, p
+
+    async def rollout_pause(self, stack: str, pod: str) -> RolloutRecord:
+        """No replacement steps for the pod until `resume` or its entry in the file changes."""
+
+        def change() -> RolloutRecord:
+            _, p = self.desired_pod(stack, pod)
+            before = self.ledger.rollouts.get(rollout_key(stack, pod))
+            if before is not None and target_of(before, p).paused is not None:
+                raise ValueError(f"{stack}/{pod} is already paused")
+            rec = rollout.pause(self.ledger, stack, p, self.clock())
+            self.events.emit(stack, f"rollout:{stack}/{pod}", "RolloutPaused", "rollout pause")
+            return rec
+
+        return await self._between_passes(change)
+
+    async def rollout_resume(self, stack: str, pod: str) -> RolloutRecord:
+        def change() -> RolloutRecord:
+            _, p = self.desired_pod(stack, pod)
+            rec = self.ledger.rollouts.get(rollout_key(stack, pod))
+            if rec is None or rec.paused is None or target_of(rec, p).paused is None:
+                raise ValueError(f"{stack}/{pod} is not paused")
+            resumed = rollout.resume(self.ledger, stack, pod, self.clock())
+            assert resumed is not None
+            self.events.emit(stack, f"rollout:{stack}/{pod}", "RolloutResumed", "rollout resume")
+            return resumed
+
+        return await self._between_passes(change)
+
+    async def rollout_undo(
+        self, stack: str, pod: str, *, to_revision: str | None = None
+    ) -> RolloutRecord:
+        """Return the pod to `to_revision` (a revision or a unique prefix of one), or
+        without it to the last fully available revision before the one it runs now
+        (failed ones skipped). LookupError: no such revision; ValueError: it cannot
+        run in the stack as it is now, or it is the one running."""
+        return await self._between_passes(lambda: self._undo(stack, pod, to_revision))
+
+    def _undo(self, stack: str, pod: str, to_revision: str | None) -> RolloutRecord:
+        st, p = self.desired_pod(stack, pod)
+        key = rollout_key(stack, pod)
+        rec = self.ledger.rollouts.get(key)
+        current = target_of(rec, p).revision
+        template: ContainerTemplate | None
+        if to_revision is None:
+            back = undo_target(rec, current, st)
+            if back is None or back.template is None:
+                raise LookupError(
+                    f"{stack}/{pod}: no revision before {short(current)} was fully available"
+                    " (see `podctl rollout history`; failed revisions are skipped)"
+                )
+            revision, template = back.revision, back.template
+        else:
+            known: dict[str, ContainerTemplate] = dict(self.templates())
+            if rec is not None:
+                known.update((a.revision, a.template) for a in rec.available if a.template)
+            known[p.revision] = p.template
+            matches = sorted(r for r in known if r.startswith(to_revision))
+            if not to_revision or not matches:
+                raise LookupError(
+                    f"{stack}/{pod}: unknown revision {to_revision!r}"
+                    " (see `podctl rollout history`)"
+                )
+            if len(matches) > 1:
+                raise LookupError(
+                    f"{stack}/{pod}: revision {to_revision!r} is ambiguous: {', '.join(matches)}"
+                )
+            revision = matches[0]
+            template = known[revision]
+        if revision == current:
+            raise ValueError(f"{stack}/{pod} already runs revision {short(revision)}")
+        problem = cannot_run(template, st)
+        if problem is not None:
+            raise ValueError(f"{stack}/{pod}: revision {short(revision)} cannot run now: {problem}")
+        return rollout.undo(
+            self.ledger,
+            stack,
+            p,
+            revision=revision,
+            template=template,
+            now=self.clock(),
+            reason=f"rollout undo to revision {short(revision)} (from {short(current)})",
+        )
+
+    def release_overrides(self, stack: str, pod: str, why: str) -> None:
+        """Drop the pod's undo or rollback override and its pause at the next pass.
+
+        A change of the pod's revision in the file releases them in the planner; this
+        is for an edit of the rest of its entry (replicas, rollout settings), which
+        the stack set sees and the planner, given scaled pods, cannot."""
+        key = rollout_key(stack, pod)
+
+        def run() -> None:
+            rec = self.ledger.rollouts.get(key)
+            if rec is None or (rec.override is None and rec.paused is None):
+                return
+            held = " and ".join(
+                what
+                for what, ov in (("override", rec.override), ("pause", rec.paused))
+                if ov is not None
+            )
+            self.ledger.rollouts[key] = msgspec.structs.replace(rec, override=None, paused=None)
+            self._ledger_dirty = True
+            self.events.emit(
+                stack, f"pod:{key}", "OverrideReleased", f"rollout {held} released: {why}"
+            )
+
+        self._changes.append(run)
+        self.wake()
+
+    async def _between_passes(self, change: Callable[[], R]) -> R:
+        """Run `change` (of the Ledger) at the start of the next pass, save the Ledger,
+        and wait (bounded) until that pass has planned, so that a `rollout status`
+        asked next sees it. Without a running loop (tests drive passes), at once."""
+        if self._background is None:
+            result = change()
+        else:
+            ran = anyio.Event()
+            results: list[R] = []
+            errors: list[Exception] = []
+            planned: list[anyio.Event] = []
+
+            def run() -> None:
+                planned.append(self._pass_done)  # set once this very pass has planned
+                try:
+                    results.append(change())
+                except Exception as exc:  # handed to the verb's caller
+                    errors.append(exc)
+                ran.set()
+
+            self._changes.append(run)
+            self.wake()
+            # A pass in apply can take up to an engine call's timeout to come round.
+            with anyio.move_on_after(VERB_CHANGE_WAIT_S):
+                await ran.wait()
+            if not ran.is_set():
+                self._changes.remove(run)
+                raise TimeoutError("the controller did not come round to it; try again")
+            if errors:
+                raise errors[0]
+            result = results[0]
+        if self.on_ledger_change is not None:
+            await self.on_ledger_change(self.ledger)
+        self.wake()
+        if self._background is not None and self.engine_ok:
+            with anyio.move_on_after(VERB_PLAN_WAIT_S):
+                await planned[0].wait()
+        return result
+
+    def _run_changes(self) -> None:
+        changes, self._changes = self._changes, []
+        for run in changes:
+            run()
 
     # -- the loop ----------------------------------------------------------
 
@@ -254,6 +449,7 @@ class Controller:
         """One observe-plan-apply pass; returns how long to sleep before the next."""
         self.passes += 1
         log.debug("reconcile pass %d", self.passes)
+        self._run_changes()  # the rollout verbs' (see _between_passes)
         try:
             observed = await self.observe()
         except EngineError as exc:
@@ -265,6 +461,9 @@ class Controller:
         self._engine_retry_s = 0.0
         self._engine_up()
         self._settle_dying(observed)
+        if self._ledger_dirty:
+            self._ledger_dirty = False
+            await self._ledger_changed(observed)
         if self._forget_pending:
             self._forget_pending = False
             if self._forget_rollouts():
@@ -280,6 +479,7 @@ class Controller:
             self._busy,
             templates=templates,
             engine_outage=self.engine_outage,
+            backend_failures=self.backend_failures(),
         )
         self._emit_backoffs(the_plan)
         self.last_plan = the_plan
@@ -448,11 +648,18 @@ class Controller:
         )
 
     def _probe_targets(self, observed: ObservedState) -> list[ProbeTarget]:
-        # Every revision's containers are probed with the file's template, as the
-        # services router gates them (net.endpoints) and the planner judges them:
-        # an override's replicas too (see the rollout module's notes).
+        """Every running container of a desired pod, with the probes of its own revision.
+
+        An old replica mid-rollout (or one an override runs) is probed, and so gated
+        by the planner and the services router alike, with its own revision's probes:
+        probing it with the file's new template would judge it by a path or port it
+        may not serve, take it out of every table and break the ready floor. Containers
+        without probes are listed too: the prober records them as ready, so that the
+        health view alone (`health.model.is_ready`) decides for every container.
+        """
         out = []
         by_name = {s.name: s for s in self.stacks}
+        history = self.templates()
         for c in observed.containers:
             stack = by_name.get(c.labels.get(labels.STACK, ""))
             if stack is None or c.state != "running":
@@ -460,9 +667,7 @@ class Controller:
             pod = stack.pod(c.labels.get(labels.POD, ""))
             if pod is None:
                 continue
-            t = pod.template
-            if t.startup is None and t.liveness is None and t.readiness is None:
-                continue
+            t = self._template_of(stack.name, pod, c.labels.get(labels.REVISION, ""), history)
             out.append(
                 ProbeTarget(
                     container_id=c.id,
@@ -476,6 +681,27 @@ class Controller:
                 )
             )
         return out
+
+    def _template_of(
+        self,
+        stack: str,
+        pod: DesiredPod,
+        revision: str,
+        history: Mapping[str, ContainerTemplate],
+    ) -> ContainerTemplate:
+        """The template a container of `revision` was made from: the file's, an
+        override's, one the rollout record keeps, or the revision history's. The
+        file's when none is known (a revision older than the history)."""
+        if revision == pod.revision or not revision:
+            return pod.template
+        rec = self.ledger.rollouts.get(rollout_key(stack, pod.name))
+        if rec is not None:
+            if rec.override is not None and rec.override.revision == revision:
+                return rec.override.template
+            for a in rec.available:
+                if a.revision == revision and a.template is not None:
+                    return a.template
+        return history.get(revision, pod.template)
 
     def _engine_down(self, exc: EngineError) -> None:
         if self._down_since is None:
@@ -619,6 +845,10 @@ async def teardown(
 
 
 def _no_templates() -> Mapping[str, ContainerTemplate]:
+    return {}
+
+
+def _no_failures() -> Mapping[str, float]:
     return {}
 
 

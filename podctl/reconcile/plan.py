@@ -315,6 +315,17 @@ class _Planner:
 
         return is_ready
 
+    def unprobed(self, c: ContainerInfo, pod: DesiredPod) -> bool:
+        """A running container whose readiness is not known yet: it must prove itself
+        (a readiness or startup probe) and no probe has answered for this run."""
+        if c.state != "running" or (self.busy and self.busy.get(c.id) == "killing"):
+            return False
+        h = self.health_of(c)
+        if h is None:
+            t = pod.template
+            return t.readiness is not None or t.startup is not None
+        return not h.ready and not h.last and h.restart_reason is None
+
     def available_at(self, c: ContainerInfo, pod: DesiredPod) -> float:
         """When a ready container counts as available (rollout.available_from)."""
         h = self.health_of(c)
@@ -571,6 +582,14 @@ class _Planner:
                 return False
             return min_ready <= 0 or self.now >= self.available_at(c, pod)
 
+        def known_unready(c: ContainerInfo) -> bool:
+            # An old replica no probe has answered for yet (podctl restarted, say
+            # after a SIGKILL mid-rollout, and probes everything afresh) is not
+            # known to be broken: replacing it at once, as a failing one is, would
+            # take every old replica down together. It waits for its first result
+            # (which wakes the planner) and counts as unavailable until then.
+            return not is_ready(c) and not self.unprobed(c, pod)
+
         # Rollout bookkeeping, worked out only once a slot needs rolling: replicas
         # that exist and slots that are available, as changed by this pass so far.
         total_change = available_change = 0
@@ -664,7 +683,7 @@ class _Planner:
                 continue
             if new and old:
                 o, nw = old[0], new[0]
-                if hold is None and (available(nw) or not is_ready(o)):
+                if hold is None and (available(nw) or known_unready(o)):
                     why = f"replaced by {nw.name} (revision {short(revision)})"
                     self.remove(o, pod, grace, why)
                     self.upkeep(nw, pod, slot)
@@ -691,7 +710,7 @@ class _Planner:
             if roll is None:
                 roll = self.roll_counts(pod, slots, available)
             surge, unavailable, total, avail = roll
-            if not is_ready(o):
+            if known_unready(o):
                 rid = self.remove(o, pod, grace, cause + "; old not ready")
                 create(slot, cause, after=rid)
             elif total + total_change < n + surge:

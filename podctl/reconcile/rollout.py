@@ -26,7 +26,11 @@ Rules (each one golden-tested in tests/unit/test_rollout*.py):
 - **Floor and ceiling.** A rolling update keeps the pod's available replicas at
   `replicas - max_unavailable` or more (so its ready replicas too) and its
   containers at `replicas + max_surge` or fewer; an old replica is removed only
-  once its slot's new replica is available (or when it is not ready itself).
+  once its slot's new replica is available (or when it is not ready itself: its
+  probes answered and it failed, or it is not running. One no probe has answered
+  for yet, as every replica is just after a podctl restart, waits for its first
+  result instead, and counts as unavailable until then). Each replica is probed
+  with its own revision's probes (Controller._probe_targets).
 - **Recreate.** Every container of another revision is removed first (those
   still stopping included); new ones are created only once none is left.
 - **Progress.** A rollout starts when the target differs from the revision the

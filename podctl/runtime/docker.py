@@ -22,6 +22,7 @@ module `podctl.runtime.engine_json`.
 
 from __future__ import annotations
 
+import collections
 import json
 import math
 import os
@@ -49,11 +50,13 @@ from podctl.runtime.engine_json import (
     short_id,
     split_image_ref,
     stream_error,
+    stream_text,
     tar_context,
     translate_error,
     volume_info,
 )
 from podctl.runtime.errors import (
+    BuildError,
     Conflict,
     EngineError,
     EngineUnavailable,
@@ -86,6 +89,9 @@ DEFAULT_POOL_SIZE: Final = 64
 NETWORK_REMOVE_ATTEMPTS: Final = 30
 NETWORK_REMOVE_FIRST_RETRY_S: Final = 0.1
 NETWORK_REMOVE_MAX_RETRY_S: Final = 1.0
+
+# Lines of build output kept for a failed build's error.
+BUILD_TAIL_LINES: Final = 10
 
 _UNAVAILABLE_HINT: Final = "is dockerd running? check `docker info`"
 _PULL_HINT: Final = "no registry reachable? build it locally or `docker load` it"
@@ -499,10 +505,14 @@ class DockerRuntime:
                 timeout=_NO_TIMEOUT,
             ) as response,
         ):
+            # The last lines of output say why a build failed (the error line only
+            # names the step): `podctl dev` shows them.
+            tail: collections.deque[str] = collections.deque(maxlen=BUILD_TAIL_LINES)
             async for line in response.content:
                 error = stream_error(line)
                 if error:
-                    raise EngineError(doing, error.strip())
+                    raise BuildError(doing, error.strip(), [*tail, error.strip()])
+                tail.extend(t for t in stream_text(line).splitlines() if t.strip())
 
     # -- registry: tag and push (`podctl push`) ----------------------------------
 
@@ -539,17 +549,89 @@ class DockerRuntime:
     # -- exec and logs -------------------------------------------------------------
 
     async def exec(self, container_id: str, command: list[str], timeout_s: float) -> ExecResult:
+        return await self.exec_as(container_id, command, timeout_s)
+
+    # -- dev mode (`podctl dev`): live sync into running containers ---------------
+
+    async def put_archive(self, container_id: str, path: str, archive: bytes) -> None:
+        doing = f"copying {len(archive)} bytes into container {short_id(container_id)} at {path}"
+        # Not a create or remove: it does not queue behind the mutation semaphore, so
+        # a save reaches the replicas while a rollout is creating containers.
+        async with (
+            self._engine(doing, self.call_timeout_s),
+            self._api._query(
+                f"{container_path(container_id)}/archive",
+                "PUT",
+                params={"path": path},
+                data=archive,
+                headers={"Content-Type": "application/x-tar"},
+                timeout=_NO_TIMEOUT,
+            ) as response,
+        ):
+            await response.read()
+
+    async def get_archive(self, container_id: str, path: str, max_bytes: int) -> bytes:
+        doing = f"reading {path} from container {short_id(container_id)}"
+        async with (
+            self._engine(doing, self.call_timeout_s),
+            self._api._query(
+                f"{container_path(container_id)}/archive",
+                "GET",
+                params={"path": path},
+                timeout=_NO_TIMEOUT,
+            ) as response,
+        ):
+            chunks: list[bytes] = []
+            size = 0
+            async for chunk in response.content.iter_chunked(1 << 16):
+                size += len(chunk)
+                if size > max_bytes:
+                    raise EngineError(doing, f"more than {max_bytes} bytes")
+                chunks.append(chunk)
+            return b"".join(chunks)
+
+    async def restart_container(self, container_id: str, grace_s: float) -> None:
+        grace = max(0, math.ceil(grace_s))
+        doing = f"restarting container {short_id(container_id)}"
+        self._inspect_cache.pop(container_id, None)
+        try:
+            # Like a stop, mostly a wait: the long-request pool, no semaphore.
+            async with (
+                self._engine(doing, grace + self.call_timeout_s),
+                self._streams._query(
+                    f"{container_path(container_id)}/restart",
+                    "POST",
+                    params={"t": str(grace)},
+                    timeout=_NO_TIMEOUT,
+                ) as response,
+            ):
+                await response.read()
+        finally:
+            self._inspect_cache.pop(container_id, None)
+
+    async def exec_as(
+        self,
+        container_id: str,
+        command: list[str],
+        timeout_s: float,
+        *,
+        user: str | None = None,
+        workdir: str | None = None,
+    ) -> ExecResult:
         doing = f"running `{shlex.join(command)}` in container {short_id(container_id)}"
+        config: dict[str, Any] = {
+            "AttachStdout": True,
+            "AttachStderr": True,
+            "Tty": False,
+            "Cmd": command,
+        }
+        if user is not None:
+            config["User"] = user
+        if workdir is not None:
+            config["WorkingDir"] = workdir
         async with self._engine(doing, self.call_timeout_s):
             created = await self._api._query_json(
-                f"{container_path(container_id)}/exec",
-                "POST",
-                data={
-                    "AttachStdout": True,
-                    "AttachStderr": True,
-                    "Tty": False,
-                    "Cmd": command,
-                },
+                f"{container_path(container_id)}/exec", "POST", data=config
             )
         exec_id = str(created["Id"])
         try:

@@ -278,6 +278,17 @@ def stream_error(line: bytes) -> str | None:
     return None
 
 
+def stream_text(line: bytes) -> str:
+    """The output text one line of a build stream carries (`stream`), or ""."""
+    try:
+        item = json.loads(line)
+    except ValueError:
+        return ""
+    if isinstance(item, dict) and isinstance(item.get("stream"), str):
+        return str(item["stream"])
+    return ""
+
+
 def split_image_ref(ref: str) -> tuple[str, str]:
     """`name[:tag][@digest]` -> (name, tag or digest) as the pull API wants them.
 

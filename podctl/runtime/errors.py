@@ -38,3 +38,11 @@ class ExecTimeout(EngineError, TimeoutError):
     It is a `TimeoutError` too, so probe code can treat it like any other timeout.
     The engine cannot kill an exec'd process: it may still be running in the container.
     """
+
+
+class BuildError(EngineError):
+    """An image build failed. `lines` are the last lines of the build's output."""
+
+    def __init__(self, doing: str, detail: str, lines: list[str]) -> None:
+        super().__init__(doing, detail)
+        self.lines = lines

@@ -24,8 +24,11 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+import io
 import ipaddress
 import math
+import posixpath
+import tarfile
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
@@ -37,6 +40,7 @@ import msgspec
 from podctl import labels as label_names
 from podctl.runtime.errors import (
     Conflict,
+    EngineError,
     EngineUnavailable,
     ExecTimeout,
     ImagePullError,
@@ -122,6 +126,8 @@ class FakeContainer:
     ignores_sigterm: bool = False  # a stop then waits out its grace (real time), then kills
     log: list[bytes] = field(default_factory=list)
     log_written: anyio.Event = field(default_factory=anyio.Event)
+    # What `put_archive` wrote: absolute path -> content (symlinks: b"-> target").
+    files: dict[str, bytes] = field(default_factory=dict)
 
     @property
     def labelled(self) -> bool:
@@ -723,6 +729,67 @@ class FakeRuntime:
             raise ExecTimeout(doing, f"did not finish within {timeout_s:g}s") from None
         assert isinstance(result, ExecResult)
         return result
+
+    # -- Runtime: dev mode (`podctl dev`) -----------------------------------------
+
+    async def put_archive(self, container_id: str, path: str, archive: bytes) -> None:
+        await self._enter("put_archive", container_id, path, len(archive))
+        doing = f"copying into container {container_id} at {path}"
+        c = self._container(container_id, doing)
+        self._touch(c, "put_archive")
+        with tarfile.open(fileobj=io.BytesIO(archive), mode="r") as tar:
+            for member in tar.getmembers():
+                target = posixpath.normpath(posixpath.join(path, member.name))
+                if member.issym():
+                    c.files[target] = b"-> " + member.linkname.encode()
+                elif member.isfile():
+                    extracted = tar.extractfile(member)
+                    c.files[target] = extracted.read() if extracted is not None else b""
+
+    async def get_archive(self, container_id: str, path: str, max_bytes: int) -> bytes:
+        await self._enter("get_archive", container_id, path, max_bytes)
+        doing = f"reading {path} from container {container_id}"
+        c = self._container(container_id, doing)
+        root = path.rstrip("/") or "/"
+        below = {p: d for p, d in c.files.items() if p.startswith(root + "/")}
+        if not below:
+            raise NotFound(doing, f"Could not find the file {path} in container {container_id}")
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w") as tar:
+            for p, data in sorted(below.items()):
+                info = tarfile.TarInfo(posixpath.join(posixpath.basename(root), p[len(root) + 1 :]))
+                info.size = len(data)
+                info.mode = 0o644
+                tar.addfile(info, io.BytesIO(data))
+        if buf.tell() > max_bytes:
+            raise EngineError(doing, f"more than {max_bytes} bytes")
+        return buf.getvalue()
+
+    async def exec_as(
+        self,
+        container_id: str,
+        command: list[str],
+        timeout_s: float,
+        *,
+        user: str | None = None,
+        workdir: str | None = None,
+    ) -> ExecResult:
+        self.calls.append(FakeCall("exec_as", (container_id, command, user, workdir)))
+        return await self.exec(container_id, command, timeout_s)
+
+    async def restart_container(self, container_id: str, grace_s: float) -> None:
+        await self._enter("restart_container", container_id, grace_s)
+        c = self._container(container_id, f"restarting container {container_id}")
+        self._touch(c, "restart_container")
+        if c.state == "running":
+            self._exit(c, self.stop_exit_code)
+            self._emit_container(c, "stop")
+        network = self._network_by_name(c.network)
+        c.ip = self._allocate_ip(network) if network is not None else None
+        c.state = "running"
+        c.exit_code = None
+        c.started_at = self.clock()
+        self._emit_container(c, "start")
 
     async def logs(
         self, container_id: str, *, follow: bool = False, tail: int | None = None

@@ -176,6 +176,37 @@ class Runtime(Protocol):
 
     async def exec(self, container_id: str, command: list[str], timeout_s: float) -> ExecResult: ...
 
+    # -- dev mode (`podctl dev`): live sync into running containers ---------------
+
+    async def put_archive(self, container_id: str, path: str, archive: bytes) -> None:
+        """Extract the tar `archive` into the container at directory `path` (which must
+        exist; missing parents of members are created). NotFound when the container or
+        `path` is gone; Conflict when the path is read-only."""
+        ...
+
+    async def get_archive(self, container_id: str, path: str, max_bytes: int) -> bytes:
+        """A tar of `path` in the container (members named from its base name down).
+        NotFound when it does not exist; EngineError when it is over `max_bytes`."""
+        ...
+
+    async def exec_as(
+        self,
+        container_id: str,
+        command: list[str],
+        timeout_s: float,
+        *,
+        user: str | None = None,
+        workdir: str | None = None,
+    ) -> ExecResult:
+        """`exec`, as `user` and in `workdir` when given (the container's own otherwise)."""
+        ...
+
+    async def restart_container(self, container_id: str, grace_s: float) -> None:
+        """The engine's restart: stop (stop signal, `grace_s`, SIGKILL) and start again,
+        keeping the container and its file system. Lasts at most the grace plus an
+        ordinary call's deadline."""
+        ...
+
     def events(self) -> AsyncGenerator[EngineEvent, None]:
         """Events of podctl-labelled objects. Ends or raises when the stream drops.
 

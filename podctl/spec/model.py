@@ -121,6 +121,38 @@ class RolloutSpec(Model, frozen=True):
 
 RestartPolicy = Literal["always", "on-failure", "never"]
 
+WatchAction = Literal["sync", "rebuild", "restart", "sync+restart", "sync+exec"]
+SYNC_ACTIONS: tuple[WatchAction, ...] = ("sync", "sync+restart", "sync+exec")
+
+
+class WatchExecSpec(Model, frozen=True):
+    command: tuple[str, ...]
+    user: str | None = None
+    workdir: str | None = None
+
+
+class WatchRuleSpec(Model, frozen=True):
+    """One `develop.watch` rule: host `path` (absolute, inside the stack directory)."""
+
+    path: str
+    action: WatchAction
+    target: str | None = None  # absolute container path; the sync actions only
+    ignore: tuple[str, ...] = ()  # .dockerignore patterns, relative to `path`
+    include: tuple[str, ...] = ()  # when given, only files matching one of these
+    initial_sync: bool = False
+    exec: WatchExecSpec | None = None
+
+    @property
+    def syncs(self) -> bool:
+        return self.action in SYNC_ACTIONS
+
+
+class DevelopSpec(Model, frozen=True):
+    """What `podctl dev` watches for a pod. Not part of the revision: `podctl run`
+    ignores it, and editing it never recreates a container."""
+
+    watch: tuple[WatchRuleSpec, ...] = ()
+
 
 class DesiredPod(Model, frozen=True):
     stack: str
@@ -132,6 +164,7 @@ class DesiredPod(Model, frozen=True):
     restart: RestartPolicy = "always"
     depends_on: tuple[str, ...] = ()
     rollout: RolloutSpec = RolloutSpec()
+    develop: DevelopSpec | None = None
 
 
 class DesiredService(Model, frozen=True):

@@ -375,6 +375,7 @@ def _pod(
         readiness=_probe(ctx, "readiness", pod.readiness, ports, path),
     )
     rollout = _rollout(ctx, pod.rollout, (*path, "rollout"))
+    develop = _develop(ctx, pod, path, mounts)
     if len(ctx.errors) > before:
         return None
     used_digests = [f"{kind}:{n}:{digests[(kind, n)]}" for kind, n in used if (kind, n) in digests]
@@ -390,6 +391,7 @@ def _pod(
         restart=pod.restart,
         depends_on=tuple(dict.fromkeys(pod.depends_on)),
         rollout=rollout,
+        develop=develop,
     )
 
 
@@ -817,3 +819,109 @@ def _services(ctx: _Context) -> tuple[model.DesiredService, ...]:
                 )
             )
     return tuple(out)
+
+
+# ---------------------------------------------------------------- develop (podctl dev)
+
+
+def _develop(
+    ctx: _Context, pod: schema.Pod, path: FieldPath, mounts: tuple[model.MountSpec, ...]
+) -> model.DevelopSpec | None:
+    """`develop.watch` rules, checked whatever the command (a stack that `podctl dev`
+    would refuse is refused by `podctl run` too, so the file has one meaning)."""
+    if pod.develop is None:
+        return None
+    rules: list[model.WatchRuleSpec] = []
+    for i, rule in enumerate(pod.develop.watch):
+        spec = _watch_rule(ctx, pod, (*path, "develop", "watch", i), rule, mounts)
+        if spec is not None:
+            rules.append(spec)
+    return model.DevelopSpec(watch=tuple(rules))
+
+
+def _watch_rule(
+    ctx: _Context,
+    pod: schema.Pod,
+    where: FieldPath,
+    rule: schema.WatchRule,
+    mounts: tuple[model.MountSpec, ...],
+) -> model.WatchRuleSpec | None:
+    before = len(ctx.errors)
+    # Never a host path: a watch rule copies files into containers, and a stack
+    # copied from someone else must not be able to ship the host's files.
+    host = ctx.contained((*where, "path"), rule.path, "watch path")
+    if host and not os.path.exists(host):
+        ctx.error((*where, "path"), f"watch path `{rule.path}` does not exist")
+    syncs = rule.action in model.SYNC_ACTIONS
+    target: str | None = None
+    if syncs:
+        if rule.target is None:
+            ctx.error(where, f"a `{rule.action}` rule needs `target` (an absolute container path)")
+        elif not posixpath.isabs(rule.target):
+            ctx.error((*where, "target"), f"must be an absolute path, got `{rule.target}`")
+        else:
+            target = posixpath.normpath(rule.target)
+            if pod.read_only and not _writable_at(mounts, target):
+                ctx.error(
+                    (*where, "target"),
+                    f"the pod has a read-only root filesystem (`read_only: true`) and `{target}` "
+                    "is not under a writable mount; sync into a volume or tmpfs, or drop read_only",
+                )
+    else:
+        if rule.target is not None:
+            ctx.error(
+                (*where, "target"), f"`target` applies only to sync actions, not `{rule.action}`"
+            )
+        if rule.initial_sync:
+            ctx.error(
+                (*where, "initial_sync"),
+                f"`initial_sync` applies only to sync actions, not `{rule.action}`",
+            )
+    if rule.action == "rebuild" and pod.build is None:
+        ctx.error((*where, "action"), "`rebuild` needs the pod to have `build:`")
+    exec_spec: model.WatchExecSpec | None = None
+    if rule.action == "sync+exec":
+        if rule.exec is None:
+            ctx.error(where, "a `sync+exec` rule needs `exec: {command: [...]}`")
+        else:
+            command = _argv(ctx, (*where, "exec", "command"), rule.exec.command)
+            if command is not None and not command:
+                ctx.error((*where, "exec", "command"), "needs a command, e.g. [kill, -HUP, 1]")
+            if rule.exec.workdir is not None and not posixpath.isabs(rule.exec.workdir):
+                ctx.error(
+                    (*where, "exec", "workdir"),
+                    f"must be an absolute path, got `{rule.exec.workdir}`",
+                )
+            exec_spec = model.WatchExecSpec(
+                command=command or (), user=rule.exec.user, workdir=rule.exec.workdir
+            )
+    elif rule.exec is not None:
+        ctx.error((*where, "exec"), f"`exec` applies only to `sync+exec`, not `{rule.action}`")
+    for key in ("ignore", "include"):
+        for j, pattern in enumerate(getattr(rule, key)):
+            if not pattern.strip():
+                ctx.error((*where, key, j), "an empty pattern matches nothing; remove it")
+            elif "\0" in pattern:
+                ctx.error((*where, key, j), "a pattern cannot contain a NUL byte")
+    if len(ctx.errors) > before:
+        return None
+    return model.WatchRuleSpec(
+        path=host,
+        action=rule.action,
+        target=target,
+        ignore=tuple(rule.ignore),
+        include=tuple(rule.include),
+        initial_sync=rule.initial_sync,
+        exec=exec_spec,
+    )
+
+
+def _writable_at(mounts: Iterable[model.MountSpec], target: str) -> bool:
+    """Whether `target` lies under a writable volume, bind or tmpfs mount (the deepest
+    mount holding it decides, as in the container's own mount table)."""
+    best: model.MountSpec | None = None
+    for m in mounts:
+        under = target == m.target or target.startswith(m.target.rstrip("/") + "/")
+        if under and (best is None or len(m.target) > len(best.target)):
+            best = m
+    return best is not None and best.kind in ("volume", "bind", "tmpfs") and not best.read_only

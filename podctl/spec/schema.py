@@ -83,6 +83,32 @@ class EnvFrom(FileStruct, frozen=True):
 
 EnvValue = Scalar | EnvFrom
 
+WatchAction = Literal["sync", "rebuild", "restart", "sync+restart", "sync+exec"]
+
+
+class WatchExec(FileStruct, frozen=True):
+    """`sync+exec`: the command run in each replica after a batch is synced."""
+
+    command: list[str] | str
+    user: str | None = None
+    workdir: str | None = None
+
+
+class WatchRule(FileStruct, frozen=True):
+    """One `develop.watch` rule (Compose's `develop.watch`), used by `podctl dev` only."""
+
+    path: str
+    action: WatchAction
+    target: str | None = None
+    ignore: list[str] = []
+    include: list[str] = []
+    initial_sync: bool = False
+    exec: WatchExec | None = None
+
+
+class Develop(FileStruct, frozen=True):
+    watch: list[WatchRule] = []
+
 
 class Pod(FileStruct, frozen=True):
     image: str | None = None
@@ -108,6 +134,7 @@ class Pod(FileStruct, frozen=True):
     cap_add: list[str] = []
     cap_drop: list[str] = []
     pids_limit: int | None = None
+    develop: Develop | None = None
 
 
 class Service(FileStruct, frozen=True):

@@ -1,8 +1,12 @@
 """Revision history: every template a pod has run, for `rollout history` and `undo`.
 
 Kept per pod in the state directory (`revisions/<stack>/<pod>.json`), oldest
-first and capped like Kubernetes' revisionHistoryLimit. Recorded whenever a stack
-is loaded with a template not seen last: at start and on every reload.
+first and capped by the stack's `history:` (Kubernetes' revisionHistoryLimit).
+Recorded whenever a stack is loaded with a template not seen last (at start and
+on every reload: cause `file change` or `--set`), when `rollout undo` or an
+automatic rollback returns to a revision (`undo`, `rollback`: it moves to the
+end, as `kubectl rollout undo` renumbers the restored ReplicaSet), and when a
+rollout to a revision ends (`outcome`: complete, failed, rolled-back).
 """
 
 from __future__ import annotations
@@ -29,7 +33,9 @@ class RevisionRecord(msgspec.Struct, frozen=True, kw_only=True):
     revision: str
     template: ContainerTemplate
     created_at: float
-    cause: str = ""
+    cause: str = ""  # file change | --set | undo | rollback (older files: start)
+    # How the last rollout to it ended: complete | failed | rolled-back; "" not yet.
+    outcome: str = ""
 
 
 class RevisionLog(msgspec.Struct, frozen=True, kw_only=True):
@@ -68,23 +74,44 @@ class RevisionHistory:
         *,
         cause: str = "",
         now: float | None = None,
+        limit: int | None = None,
     ) -> tuple[RevisionRecord, ...]:
-        """Append `revision` (moving it to the end if present); returns the new list."""
+        """Append `revision` (moving it to the end if present), keeping the newest
+        `limit` (the stack's `history`; the instance's default when None)."""
+        cap = max(self.limit if limit is None else limit, 1)
         current = self.list(stack, pod)
-        if current and current[-1].revision == revision:
+        if current and current[-1].revision == revision and len(current) <= cap:
             return current
-        entry = RevisionRecord(
-            revision=revision,
-            template=template,
-            created_at=time.time() if now is None else now,
-            cause=cause,
+        if current and current[-1].revision == revision:
+            kept = current[-cap:]  # `history:` was lowered: trim at once
+        else:
+            # Returning to a revision starts a rollout to it: its old outcome is moot.
+            entry = RevisionRecord(
+                revision=revision,
+                template=template,
+                created_at=time.time() if now is None else now,
+                cause=cause,
+            )
+            kept = (*(r for r in current if r.revision != revision), entry)[-cap:]
+        self._write(stack, pod, kept)
+        return kept
+
+    def set_outcome(self, stack: str, pod: str, revision: str, outcome: str) -> bool:
+        """Note how a rollout to `revision` ended; False when it is not (or no longer) kept."""
+        current = self.list(stack, pod)
+        if not any(r.revision == revision and r.outcome != outcome for r in current):
+            return False
+        kept = tuple(
+            msgspec.structs.replace(r, outcome=outcome) if r.revision == revision else r
+            for r in current
         )
-        kept = (*tuple(r for r in current if r.revision != revision), entry)
-        kept = kept[-self.limit :]
+        self._write(stack, pod, kept)
+        return True
+
+    def _write(self, stack: str, pod: str, kept: tuple[RevisionRecord, ...]) -> None:
         self.state.write_json(
             self.name(stack, pod), RevisionLog(stack=stack, pod=pod, revisions=kept)
         )
-        return kept
 
     def forget(self, stack: str, pod: str) -> None:
         self.state.remove(self.name(stack, pod))
@@ -101,8 +128,12 @@ class RevisionHistory:
         *,
         cause: str = "",
         now: float | None = None,
+        limit: int | None = None,
     ) -> tuple[RevisionRecord, ...]:
         def run() -> tuple[RevisionRecord, ...]:
-            return self.record(stack, pod, revision, template, cause=cause, now=now)
+            return self.record(stack, pod, revision, template, cause=cause, now=now, limit=limit)
 
         return await anyio.to_thread.run_sync(run)
+
+    async def set_outcome_async(self, stack: str, pod: str, revision: str, outcome: str) -> bool:
+        return await anyio.to_thread.run_sync(self.set_outcome, stack, pod, revision, outcome)

@@ -1,6 +1,7 @@
 """A model-based test of the controller: random edits, scales, kills, readiness
-flips, engine outages and podctl restarts against `FakeRuntime`, with the
-invariants checked after every pass (Hypothesis `RuleBasedStateMachine`).
+flips, the proxy's connect failures (with min_ready), engine outages and podctl
+restarts against `FakeRuntime`, with the invariants checked after every pass
+(Hypothesis `RuleBasedStateMachine`).
 
 Everything is driven by hand: passes run with `reconcile_once()` (no loop, so
 long steps run inline), the clock is a number the rules advance, and health is
@@ -76,6 +77,8 @@ ROLLOUTS = (
     RolloutSpec(max_surge=2, max_unavailable=1, progress_deadline_s=NO_DEADLINE),
     RolloutSpec(max_surge="25%", max_unavailable="25%", progress_deadline_s=NO_DEADLINE),
     RolloutSpec(max_surge="50%", max_unavailable=0, progress_deadline_s=NO_DEADLINE),
+    # min_ready: the proxy's connect failures (rule `proxy_fails`) start it over.
+    RolloutSpec(min_ready_s=5.0, progress_deadline_s=NO_DEADLINE),
 )
 FAULTY_METHODS = (
     "create_container",
@@ -93,6 +96,7 @@ class World:
     def __init__(self) -> None:
         self.unready: set[str] = set()  # container ids whose readiness probe fails
         self.liveness_failed: dict[str, float | None] = {}  # id -> the run that fails
+        self.proxy_failures: dict[str, float] = {}  # id -> the proxy's latest failure to it
 
 
 class FakeProber:
@@ -170,7 +174,13 @@ class ControllerModel(RuleBasedStateMachine):
 
     def _new_controller(self) -> Controller:
         def make() -> Controller:
-            return Controller(self.runtime, self.desired(), prober=self.prober, clock=self.clock)
+            return Controller(
+                self.runtime,
+                self.desired(),
+                prober=self.prober,
+                clock=self.clock,
+                backend_failures=lambda: self.world.proxy_failures,
+            )
 
         c = self.portal.call(make)
         self.events = self.portal.call(c.events.subscribe)
@@ -343,6 +353,13 @@ class ControllerModel(RuleBasedStateMachine):
         victim = self.pick(self.running_shop("web"), i)
         self.world.liveness_failed[victim.id] = victim.started_at
 
+    @precondition(lambda self: bool(self.running_shop()))
+    @rule(i=st.integers(0, 9))
+    def proxy_fails(self, i: int) -> None:
+        """The proxy could not connect to a replica (or it reset a connection) now."""
+        victim = self.pick(self.running_shop(), i)
+        self.world.proxy_failures[victim.id] = self.now
+
     @rule()
     def probes_run(self) -> None:
         self.prober.probe()
@@ -401,6 +418,7 @@ class ControllerModel(RuleBasedStateMachine):
         self.runtime.engine_up()
         self.world.unready.clear()
         self.world.liveness_failed.clear()
+        self.world.proxy_failures.clear()
         history: list[str] = []
         for n in range(1, CONVERGE_PASSES + 1):
             quiet = self.one_pass()

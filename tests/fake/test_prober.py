@@ -15,7 +15,7 @@ import anyio
 import pytest
 from anyio.abc import ByteStream, SocketAttribute
 
-from podctl.health.model import ProbeTarget
+from podctl.health.model import ProbeTarget, is_ready
 from podctl.health.prober import ProberSupervisor
 from podctl.health.store import HealthStore
 from podctl.runtime.protocol import ExecResult
@@ -242,10 +242,17 @@ async def test_sync_of_one_stack_leaves_other_stacks_alone() -> None:
         assert h.prober.probing() == {}
 
 
-async def test_targets_without_probes_are_not_probed() -> None:
+async def test_targets_without_probes_are_not_probed_but_recorded_ready() -> None:
+    # Recorded, so the health view alone decides readiness whatever template (an old
+    # revision's, mid-rollout) the planner or the router has for the pod.
     async with running() as h:
-        h.prober.sync([target("c1")])
+        t = target("c1")
+        h.prober.sync([t])
         assert h.prober.probing() == {}
+        health = h.store.view()["c1"]
+        assert health.ready and health.started and health.started_at == t.started_at
+        assert is_ready(health, started_at=t.started_at, gated=True)
+        h.prober.sync([])
         assert h.store.view() == {}
 
 

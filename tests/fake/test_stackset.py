@@ -58,6 +58,6 @@ async def test_revisions_are_recorded_once_per_template(tmp_path: Path) -> None:
     await stacks.record_revisions("file change")
     revs = history.list("shop", "web")
     assert [(r.revision, r.cause) for r in revs] == [
-        ("rev1aaaaaaaa", "start"),
+        ("rev1aaaaaaaa", "file change"),  # at start, from the file alone (no --set)
         ("rev2bbbbbbbb", "file change"),
     ]

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import msgspec
 
-from podctl.health.model import ContainerHealth
+from podctl.health.model import ContainerHealth, ProbeResult
+from podctl.net.endpoints import backends as to_backends
+from podctl.net.endpoints import routing_tables
 from podctl.reconcile.ledger import AvailableRevision, Ledger, RestartRecord, rollout_key
 from podctl.reconcile.plan import plan
 from podctl.reconcile.rollout import pause, resume, rollout_budget, undo, undo_target
 from podctl.reconcile.steps import Plan, RecordRollout, RunContainer
-from podctl.spec.model import ContainerTemplate, MountSpec, RolloutSpec
+from podctl.spec.model import ContainerTemplate, DesiredService, MountSpec, RolloutSpec
 from tests.unit.planbuild import container, observed, pod, rolling, stack, template
 
 NOW = 2000.0
@@ -457,3 +459,83 @@ def test_an_override_that_cannot_run_holds_and_creates_nothing() -> None:
     assert [(s.replica, s.phase, s.reason) for s in p.status if s.container_id is None] == [
         (1, "Pending", msg)
     ]
+
+
+def test_old_replicas_no_probe_has_answered_for_yet_are_not_replaced_at_once() -> None:
+    # podctl restarted mid-rollout (SIGKILL): every replica is probed afresh, so none
+    # is ready yet. A failing old replica is replaced at once, but one no probe has
+    # answered for is not known to fail: replacing it too would take them all down.
+    desired = stack(pod(revision=R2, readiness=True))
+    obs = observed(*old3())
+    fresh = {
+        c.id: ContainerHealth(started=True, ready=False, started_at=c.started_at)
+        for c in obs.containers
+    }
+    assert run(desired, obs, rolling(), fresh).render() == (
+        "[] -> #1 pod:shop/web/0, RunContainer, template changed (revision rev2bb); surge"
+    )
+    # Its first answer says it fails: now it goes at once (the surge moves on).
+    failed = ProbeResult(probe="readiness", ok=False, at=NOW, message="HTTP 500")
+    failing = dict(fresh)
+    failing["web0rev1"] = msgspec.structs.replace(fresh["web0rev1"], last=(failed,))
+    assert run(desired, obs, rolling(), failing).render() == (
+        "[] -> #1 container:shop-web-0-rev1aa, RemoveContainer,"
+        " template changed (revision rev2bb); old not ready\n"
+        "[1] -> #2 pod:shop/web/0, RunContainer, template changed (revision rev2bb)\n"
+        "[] -> #3 pod:shop/web/1, RunContainer, template changed (revision rev2bb); surge"
+    )
+
+
+def test_a_revision_superseded_before_it_was_available_is_no_rollback_target() -> None:
+    # rev1 ran; rev2's rollout was interrupted by the edit to rev3 (one rev2 replica
+    # up, not yet available); rev3 then misses its deadline: back to rev1, never to
+    # rev2, which was never fully available.
+    o0, o1, o2 = old3()
+    p = run(stack(pod(revision=R2)), observed(o0, o1, o2), templates={R1: template()})
+    led = Ledger(rollouts={KEY: p.steps[0].record})  # type: ignore[union-attr]
+    mid = container("web", 0, revision=R2, started_at=1950.0)
+    desired = stack(pod(revision=R3, readiness=True))
+    p = run(desired, observed(o0, o1, o2, mid), led)
+    rec3 = p.steps[0].record  # type: ignore[union-attr]
+    assert (rec3.revision, rec3.from_revision) == (R3, R1)
+    assert [a.revision for a in rec3.available] == [R1]
+    n0 = container("web", 0, revision=R3, started_at=1960.0)
+    obs = observed(o1, o2, mid, n0)
+    health = {c.id: ContainerHealth(started=True, ready=True) for c in (o1, o2, mid)}
+    health[n0.id] = ContainerHealth(started=True, ready=False)
+    late = NOW + 600.0
+    p = run(desired, obs, Ledger(rollouts={KEY: rec3}), health, now=late)
+    lines = p.render().splitlines()
+    assert lines[1].startswith(
+        "[1] -> #2 rollout:shop/web, RecordRollout, RolledBack: rolled back to revision rev1aa"
+    )
+    # Slot 0 now holds two old revisions: the failed one goes, the ready rev2 serves
+    # until a rev1 replica is available in its place.
+    assert lines[2:] == [
+        "[] -> #3 container:shop-web-0-rev3cc, RemoveContainer,"
+        " superseded mid-rollout (revision rev3cc)",
+        "[] -> #4 pod:shop/web/0, RunContainer, rollout override (revision rev1aa); surge",
+    ]
+    assert p.rollouts[0].revision == R1
+
+
+def test_planner_and_router_agree_on_an_old_revision_without_probes() -> None:
+    # rev1 had no probes; the file's rev2 adds a readiness probe. The prober records
+    # rev1's replicas as ready (probed with their own template: none), and both the
+    # planner and the routing tables read that one entry: they stay ready and routed,
+    # rather than being judged by a probe they never had.
+    svc = DesiredService(stack="shop", name="web", pod="web", target_port=8080, port=18080)
+    desired = msgspec.structs.replace(stack(pod(revision=R2, readiness=True)), services=(svc,))
+    obs = observed(*old3())
+    seeded = {
+        c.id: ContainerHealth(started=True, ready=True, started_at=c.started_at)
+        for c in obs.containers
+    }
+    p = run(desired, obs, rolling(), seeded)
+    assert p.render() == (
+        "[] -> #1 pod:shop/web/0, RunContainer, template changed (revision rev2bb); surge"
+    )
+    planner_ready = {s.container_id for s in p.status if s.ready}
+    tables = routing_tables([desired], to_backends(p.status), seeded)
+    routed = {e.key for e in tables["shop/web"]}
+    assert routed == planner_ready == {c.id for c in obs.containers}
