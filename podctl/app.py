@@ -316,17 +316,20 @@ class Instance:
                     with anyio.CancelScope(shield=True), anyio.move_on_after(CONTROLLER_EXIT_S):
                         if controller_started:
                             await controller_done.wait()
+                    pods_stay = not clean_stop or self.keep
+                    if pods_stay:
+                        log.info("leaving containers running for the next start to adopt")
+                        # Stop accepting first (clients queue on the stored listeners
+                        # for the next podctl) and let open connections finish, before
+                        # the probes stop: without probe results no replica is ready,
+                        # and a client accepted then would find no backend.
+                        with anyio.CancelScope(shield=True):
+                            await self.router.close(KEEP_DRAIN_S, forget=False)
                     # Probing containers that are being stopped only makes noise.
                     with contextlib.suppress(RuntimeError):
                         self.prober.sync([])
-                    with anyio.CancelScope(shield=True):
-                        pods_stay = not clean_stop or self.keep
-                        if pods_stay:
-                            log.info("leaving containers running for the next start to adopt")
-                            # Stop accepting (clients queue on the stored listeners for
-                            # the next podctl) and let open connections finish.
-                            await self.router.close(KEEP_DRAIN_S, forget=False)
-                        else:
+                    if not pods_stay:
+                        with anyio.CancelScope(shield=True):
                             await self.stacks.teardown_all(TEARDOWN_TIMEOUT_S)
                             await self.router.close(forget=True)
                     tg.cancel_scope.cancel()

@@ -33,6 +33,7 @@ from the store (FDSTOREREMOVE=1).
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import logging
 import os
@@ -56,7 +57,6 @@ from podctl.net.proxy import (
 )
 
 if TYPE_CHECKING:
-    import asyncio
     from collections.abc import Callable
 
     from podctl.host.notify import Notifier
@@ -218,6 +218,14 @@ class _StoredProxy(ServiceProxy):
         )
 
     async def close(self, drain_s: float = 0.0) -> None:
+        server = self._server
+        if server is not None and drain_s > 0:
+            # Stop listening first and let the connections the loop has already taken
+            # from the backlog reach the proxy (a tick or two): they are then served
+            # and drained, not reset as arrivals at a closed listener would be.
+            server.close()
+            for _ in range(3):
+                await asyncio.sleep(0)
         try:
             await super().close(drain_s)
         finally:
