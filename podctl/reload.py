@@ -42,6 +42,7 @@ from watchfiles._rust_notify import RustNotify
 
 from podctl.spec.errors import SpecError
 from podctl.spec.loader import STACK_FILE_NAMES
+from podctl.stacksdir import PartialLoad, is_stack_file
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Iterable, Sequence
@@ -85,6 +86,11 @@ class StackWatcher:
     is watched from the start. `referenced` says which files and directories a
     list of stacks depends on (default `referenced_paths`); directories are
     watched recursively.
+
+    `stack_dirs` are stacks directories (`run --stacks-dir`): any stack file
+    appearing in, changing in or leaving one of them is a change, whatever the
+    stacks referenced before. `load` may then raise `PartialLoad` (some files
+    bad): the bad files go to `on_invalid` and the good stacks to `on_loaded`.
     """
 
     def __init__(
@@ -98,8 +104,10 @@ class StackWatcher:
         referenced: Callable[[Sequence[DesiredStack]], set[Path]] = referenced_paths,
         quiet_s: float = QUIET_S,
         recheck_s: float = RECHECK_S,
+        stack_dirs: Sequence[str | os.PathLike[str]] = (),
     ) -> None:
         self.paths = [Path(os.path.abspath(p)) for p in paths]
+        self.stack_dirs = tuple(os.path.abspath(d) for d in stack_dirs)
         self.load = load
         self.on_loaded = on_loaded
         self.on_invalid = on_invalid
@@ -150,7 +158,8 @@ class StackWatcher:
         self._dirs = tuple(sorted(dirs))
         ancestors: set[str] = set()
         flat: set[str] = set()
-        for f in files:
+        # A stacks directory is watched flat, like the parent of a watched file.
+        for f in [*files, *(os.path.join(d, ".") for d in self.stack_dirs)]:
             parent = os.path.dirname(f)
             # The nearest existing directory: when it gets the missing one, the
             # event is relevant (an ancestor) and the next round watches deeper.
@@ -165,6 +174,11 @@ class StackWatcher:
 
     def _relevant(self, path: str) -> bool:
         if path in self._files or path in self._ancestors:
+            return True
+        if self.stack_dirs and (
+            path in self.stack_dirs
+            or (os.path.dirname(path) in self.stack_dirs and is_stack_file(path))
+        ):
             return True
         return any(path.startswith(d + os.sep) for d in self._dirs)
 
@@ -193,7 +207,18 @@ class StackWatcher:
         Blocking: run in a thread.
         """
         out: list[tuple[str, object]] = []
-        for f in sorted(self._files):
+        listed: list[str] = []
+        for d in self.stack_dirs:
+            # Which stack files there are, not only what the known ones hold: a file
+            # added to the directory is a change.
+            try:
+                names = sorted(n for n in os.listdir(d) if is_stack_file(n))
+            except OSError as exc:
+                out.append((d, f"unreadable: {exc.errno}"))
+                continue
+            out.append((d, tuple(names)))
+            listed.extend(os.path.join(d, n) for n in names)
+        for f in sorted(self._files.union(listed)):
             try:
                 with open(f, "rb") as fh:
                     out.append((f, hashlib.file_digest(fh, "sha256").hexdigest()))
@@ -258,6 +283,8 @@ class StackWatcher:
         stacks: list[DesiredStack] = []
         try:
             stacks = await anyio.to_thread.run_sync(self.load)
+        except PartialLoad as exc:
+            error, stacks = exc, exc.stacks
         except SpecError as exc:
             error = exc
         except Exception:
@@ -275,7 +302,8 @@ class StackWatcher:
             result = self.on_invalid(error)
             if result is not None:
                 await result
-            return
+            if not isinstance(error, PartialLoad):
+                return
         if stacks != self.stacks:
             self.stacks = stacks
             await self.on_loaded(stacks)

@@ -29,6 +29,7 @@ from podctl.reconcile.steps import RecordRollout
 from podctl.runtime.errors import EngineError
 from podctl.spec import DEFAULT_MAX_REPLICAS
 from podctl.spec.errors import SpecError
+from podctl.stacksdir import PartialLoad
 from podctl.storage.errors import StateWriteError, StorageError
 from podctl.storage.statedir import StateFile
 
@@ -42,6 +43,7 @@ if TYPE_CHECKING:
     from podctl.spec.model import ContainerTemplate, DesiredPod, DesiredStack
     from podctl.storage.files import StackFiles
     from podctl.storage.history import RevisionHistory, RevisionRecord
+    from podctl.storage.locks import StackLocks
     from podctl.storage.statedir import StateDir
 
 log = logging.getLogger("podctl.stacks")
@@ -80,8 +82,16 @@ class StackSet:
         *,
         state: StateDir | None = None,
         load_without_set: Callable[[], list[DesiredStack]] | None = None,
+        locks: StackLocks | None = None,
     ) -> None:
         self.max_replicas = max_replicas
+        # The host-wide stack locks this process holds: a stack that joins the set
+        # (hot reload, a file added to the stacks directory) is locked first, and
+        # one that leaves it is unlocked once it is down.
+        self.locks = locks
+        # Told of every new set of stacks from the files before it applies (blocking:
+        # run in a worker thread), e.g. to teach the log redactor their secrets.
+        self.on_load: Callable[[list[DesiredStack]], None] = lambda stacks: None
         self.controller = controller
         self.files = files
         self.load = load
@@ -280,6 +290,7 @@ class StackSet:
         """Run `stacks` from now on. A stack no longer among them (renamed or removed
         from its file) goes down like `podctl down`: containers and network, not volumes."""
         before = {s.name: s for s in self.controller.stacks}
+        stacks = await self._lock_new(stacks, before)
         self._release_edited(self.file_stacks, stacks)
         self.file_stacks = list(stacks)
         stacks = self._with_scales(stacks)
@@ -290,6 +301,29 @@ class StackSet:
                 name, f"stack:{name}", "Removed", f"{why}: taking the stack down"
             )
             await self.teardown(before[name], remove_volumes=False)
+            if self.locks is not None and self.controller.stack(name) is None:
+                self.locks.release_stack(name)
+
+    async def _lock_new(
+        self, stacks: Sequence[DesiredStack], before: dict[str, DesiredStack]
+    ) -> list[DesiredStack]:
+        """`stacks` without the new ones another podctl runs (reported, not run)."""
+        locks = self.locks
+        if locks is None:
+            return list(stacks)
+        out = []
+        for stack in stacks:
+            if stack.name not in before:
+                try:
+                    await anyio.to_thread.run_sync(locks.acquire, stack.name)
+                except StorageError as exc:
+                    log.error("not running stack %s: %s", stack.name, exc)
+                    self.controller.events.emit(
+                        stack.name, f"stack:{stack.name}", "Failed", str(exc)
+                    )
+                    continue
+            out.append(stack)
+        return out
 
     def _release_edited(self, old: Sequence[DesiredStack], new: Sequence[DesiredStack]) -> None:
         """Rollout overrides (undo, rollback, pause) hold until the pod's entry in the
@@ -312,7 +346,10 @@ class StackSet:
         desired = self.controller.stack(stack)
         self.file_stacks = [s for s in self.file_stacks if s.name != stack]
         self.controller.set_stacks([s for s in self.controller.stacks if s.name != stack])
-        return await self.teardown(desired, remove_volumes=remove_volumes, name=stack)
+        n = await self.teardown(desired, remove_volumes=remove_volumes, name=stack)
+        if self.locks is not None and desired is not None and self.controller.stack(stack) is None:
+            self.locks.release_stack(stack)
+        return n
 
     async def scale(self, stack: str, pod: str, replicas: int) -> None:
         """`podctl scale`: an override until the pod's entry in the file changes."""
@@ -367,6 +404,11 @@ class StackSet:
         """Read the stack files again (also what SIGHUP does); False when invalid."""
         try:
             stacks = await anyio.to_thread.run_sync(self.load)
+        except PartialLoad as exc:
+            # Some files of a stacks directory are bad: the others still apply.
+            self.invalid(exc)
+            await self.loaded(exc.stacks)
+            return False
         except SpecError as exc:
             self.invalid(exc)
             return False
@@ -376,6 +418,7 @@ class StackSet:
     async def loaded(self, stacks: list[DesiredStack]) -> None:
         """A valid edit of the stack files: apply it."""
         if stacks != self.file_stacks:
+            await anyio.to_thread.run_sync(self.on_load, stacks)
             self.controller.events.emit("", "reload", "Reloaded", "stack files changed")
             await self.replace_stacks(stacks, "no longer in the stack files")
             await self.record_revisions("file change")
@@ -384,4 +427,9 @@ class StackSet:
         """An invalid edit: report it with FILE:LINE:COL; the last good state keeps running."""
         for issue in exc.issues:
             log.error("%s", issue)
-        self.controller.events.emit("", "reload", "Invalid", str(exc).splitlines()[0])
+        # One event per bad file (a stacks directory can have several).
+        first: dict[str, str] = {}
+        for issue in exc.issues:
+            first.setdefault(issue.file, str(issue))
+        for message in first.values() or [str(exc).splitlines()[0]]:
+            self.controller.events.emit("", "reload", "Invalid", message)

@@ -87,7 +87,18 @@ STACK_COLUMNS = [
 
 @app.command()
 def run(
-    files: Annotated[list[Path], typer.Argument(help="stack files (YAML or TOML)")],
+    files: Annotated[
+        list[Path] | None, typer.Argument(help="stack files (YAML or TOML)", show_default=False)
+    ] = None,
+    stacks_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--stacks-dir",
+            help="run every *.yaml/*.yml/*.toml in DIR as a stack; files added or removed "
+            "start or stop their stack",
+            file_okay=False,
+        ),
+    ] = None,
     set_: SetOpt = None,
     values: ValuesOpt = None,
     no_watch: Annotated[bool, typer.Option("--no-watch", help="do not hot-reload")] = False,
@@ -112,12 +123,29 @@ def run(
     max_replicas: Annotated[
         int, typer.Option("--max-replicas", min=0, help="most replicas one pod may ask for")
     ] = DEFAULT_MAX_REPLICAS,
+    log_format: Annotated[
+        str, typer.Option("--log-format", help="text or json (one line per event)")
+    ] = "text",
+    ready_timeout: Annotated[
+        float | None,
+        typer.Option(
+            "--ready-timeout",
+            min=0,
+            help="under systemd: send READY after this many seconds even if not every "
+            "pod is ready (STATUS says what is not); default 240",
+        ),
+    ] = None,
     view: Annotated[
         bool, typer.Option("--view", help="redraw a live view in place (on a terminal)")
     ] = False,
 ) -> None:
     """Run stacks in the foreground: reconcile, probe, proxy, hot-reload."""
     from podctl.cli.runner import run_foreground
+
+    if bool(files) == (stacks_dir is not None):
+        raise common.fail("give stack files or --stacks-dir DIR (not both)", EXIT_BAD_INPUT)
+    if log_format not in ("text", "json"):
+        raise common.fail(f"--log-format {log_format}: use text or json", EXIT_BAD_INPUT)
 
     metrics_addr = None
     if metrics is not None:
@@ -127,7 +155,7 @@ def run(
         metrics_addr = (host, int(port))
 
     code = run_foreground(
-        files,
+        files or [],
         parameters(values, set_),
         watch=not no_watch,
         keep=keep,
@@ -135,6 +163,9 @@ def run(
         metrics=metrics_addr,
         kernel_fast_path=kernel_proxy,
         max_replicas=max_replicas,
+        stacks_dir=stacks_dir,
+        log_format=log_format,
+        ready_timeout_s=ready_timeout,
         view=view,
     )
     raise typer.Exit(code)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 from typing import TYPE_CHECKING
 
 import anyio
@@ -44,6 +45,9 @@ def run_foreground(
     metrics: tuple[str, int] | None = None,
     kernel_fast_path: bool = False,
     max_replicas: int | None = None,
+    stacks_dir: Path | None = None,
+    log_format: str = "text",
+    ready_timeout_s: float | None = None,
     dev: bool = False,
     view: bool = False,
 ) -> int:
@@ -52,26 +56,47 @@ def run_foreground(
     # would cancel the main task, stays out of the way). The entry point installed
     # this already, before its imports; this covers callers that skip it.
     early_signals.install()
+    # SIGHUP means "reload" once the instance runs; before that (its default action
+    # would end podctl halfway through starting) there is nothing loaded to re-read.
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
 
     from podctl.app import Instance, configure_logging, secret_values
     from podctl.bridge.inputs import load_stacks  # stack files and Kubernetes YAML
     from podctl.host.limits import raise_nofile
+    from podctl.host.listenfds import listen_sockets
+    from podctl.host.notify import Notifier
+    from podctl.lifecycle import DEFAULT_READY_TIMEOUT_S
     from podctl.spec import DEFAULT_MAX_REPLICAS
+    from podctl.stacksdir import PartialLoad, StacksDir
     from podctl.storage import paths
     from podctl.storage.errors import StorageError
     from podctl.storage.locks import acquire_stacks
     from podctl.storage.redact import Redactor
 
+    # systemd's variables are read once and removed: children (nft, docker) must not
+    # think the notify socket or the passed descriptors are theirs.
+    notifier = Notifier.from_environ(unset=True)
+    listeners = listen_sockets(unset=True)
     environ = dict(os.environ)
     max_replicas = DEFAULT_MAX_REPLICAS if max_replicas is None else max_replicas
+    directory = None
+    bad_files: SpecError | None = None
     try:
-        stacks = load_stacks(files, overrides, environ, max_replicas=max_replicas)
+        if stacks_dir is not None:
+            directory = StacksDir(stacks_dir, overrides, environ, max_replicas=max_replicas)
+            try:
+                stacks = directory.load()
+            except PartialLoad as exc:
+                # One bad file in a stacks directory stops only its own stack.
+                stacks, bad_files = exc.stacks, exc
+        else:
+            stacks = load_stacks(files, overrides, environ, max_replicas=max_replicas)
     except SpecError as exc:
         for issue in exc.issues:
             err(str(issue))
         return EXIT_BAD_INPUT
     redactor = Redactor(secret_values(stacks, environ))
-    configure_logging(verbose, redactor)
+    configure_logging(verbose, redactor, log_format)
     if early_signals.pending() is not None:
         return EXIT_OK  # stopped before anything began: nothing to undo
 
@@ -113,7 +138,7 @@ def run_foreground(
                 log.warning("%s; podctl keeps trying and converges once the engine answers", exc)
             instance = Instance(
                 runtime,
-                files,
+                [] if directory is not None else files,
                 stacks,
                 overrides=overrides,
                 environ=environ,
@@ -125,14 +150,26 @@ def run_foreground(
                 metrics=metrics,
                 kernel_fast_path=kernel_fast_path,
                 max_replicas=max_replicas,
+                stacks_dir=directory,
+                notifier=notifier,
+                listeners=listeners,
+                ready_timeout_s=(
+                    DEFAULT_READY_TIMEOUT_S if ready_timeout_s is None else ready_timeout_s
+                ),
+                locks=locks,
                 dev=_dev_session(rules=dev) if dev or view else None,
             )
-            names = ", ".join(s.name for s in stacks)
-            log.info("running stacks: %s (control socket %s)", names, socket_path)
+            if bad_files is not None:
+                instance.stacks.invalid(bad_files)  # logged (FILE:LINE:COL) and an event
+            names = ", ".join(s.name for s in stacks) or "none yet"
+            where = f" from {directory.directory}" if directory is not None else ""
+            log.info("running stacks%s: %s (control socket %s)", where, names, socket_path)
+            if listeners:
+                log.info("listeners passed by the service manager: %s", ", ".join(listeners))
             try:
                 code = await instance.run()
                 if not keep:
-                    await _sweep(runtime, [s.name for s in stacks])
+                    await _sweep(runtime, locks.stacks)
                 return code
             except SocketInUse as exc:
                 err(f"error: {exc}")

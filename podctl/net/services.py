@@ -71,6 +71,9 @@ class ServiceRouter:
         self._addresses: dict[str, ServiceAddresses] = {}
         self._errors: dict[str, str] = {}
         self._warned: set[str] = set()
+        # An adopted listener (a restart under systemd) waits for its first ready
+        # endpoint: then the listeners are applied again.
+        proxies.wakeup = lambda: self._bindings_changed.set()
 
     # -- what feeds the tables ---------------------------------------------------
 
@@ -184,6 +187,11 @@ class ServiceRouter:
                     with anyio.move_on_after(LISTEN_RETRY_S):
                         await self._bindings_changed.wait()
                     self._bindings_changed.set()
+                elif (until := self.proxies.pending_until()) is not None:
+                    # Adopted listeners not accepting yet: at the latest at `until`.
+                    with anyio.move_on_after(max(0.0, until - anyio.current_time())):
+                        await self._bindings_changed.wait()
+                    self._bindings_changed.set()
 
     # -- for the control API ------------------------------------------------------
 
@@ -217,5 +225,7 @@ class ServiceRouter:
             for key in list(self._tables):
                 tg.start_soon(self.proxies.drain, key, container_id, grace_s)
 
-    async def close(self) -> None:
-        await self.proxies.close(drain_s=0.0)
+    async def close(self, drain_s: float = 0.0, *, forget: bool = True) -> None:
+        """Close the listeners (see `ProxySet.close`: `forget=False` keeps them in the
+        service manager's descriptor store for the next podctl)."""
+        await self.proxies.close(drain_s=drain_s, forget=forget)

@@ -197,7 +197,7 @@ async def _execute(step: AnyStep, ctx: ApplyContext) -> None:
         case StartContainer():
             await rt.start_container(step.container_id)
             rec = ctx.ledger.record(step.container_id)
-            rec.restarts += 1
+            rec.restarts = max(0, rec.restarts + (1 if step.counts else -step.uncount))
             rec.backoff_level = step.backoff_level
             rec.last_restart_at = ctx.clock()
             rec.killed_for = None

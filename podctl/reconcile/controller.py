@@ -11,6 +11,7 @@ podctl keeps running, reports `engine unavailable`, and converges once it is bac
 from __future__ import annotations
 
 import logging
+import random
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Protocol, TypeVar
@@ -93,6 +94,14 @@ STATE_ACTIONS = frozenset(
     }
 )
 ENGINE_WATCH_INTERVAL_S = 5.0
+# Retrying an engine that does not answer: doubling from the first, capped, jittered
+# (every podctl on a host must not hammer a restarting dockerd in step).
+ENGINE_RETRY_FIRST_S = 0.5
+ENGINE_RETRY_MAX_S = 15.0
+# An outage starts a little before podctl notices it: dockerd stops its containers
+# as it shuts down, and a stop can end before the API stops answering.
+ENGINE_OUTAGE_MARGIN_S = 30.0
+
 # How long a rollout verb waits for a pass to make its change, then for it to plan.
 VERB_CHANGE_WAIT_S = 25.0
 VERB_PLAN_WAIT_S = 10.0
@@ -170,6 +179,12 @@ class Controller:
         self.engine_watch_s = engine_watch_s
         self.engine_ok = True
         self.engine_error = ""
+        # The last time the engine went away and came back (epoch seconds on `clock`):
+        # containers that exited then were stopped by the engine, not crashed.
+        self.engine_outage: tuple[float, float] | None = None
+        self._down_since: float | None = None
+        self._stream_dropped_at: float | None = None
+        self._engine_retry_s = 0.0
         self.last_plan = Plan()
         self.last_observed = ObservedState()
         self.passes = 0
@@ -210,6 +225,11 @@ class Controller:
 
     def stack(self, name: str) -> DesiredStack | None:
         return next((s for s in self.stacks if s.name == name), None)
+
+    @property
+    def pulling(self) -> bool:
+        """An image is being pulled or built (for the service manager's start timeout)."""
+        return "pulling" in self._busy.values()
 
     # -- rollout verbs: `podctl rollout status|undo|pause|resume` ------------------
     #
@@ -434,7 +454,11 @@ class Controller:
             observed = await self.observe()
         except EngineError as exc:
             self._engine_down(exc)
-            return 2.0
+            self._engine_retry_s = min(
+                ENGINE_RETRY_MAX_S, max(ENGINE_RETRY_FIRST_S, self._engine_retry_s * 2)
+            )
+            return self._engine_retry_s * random.uniform(0.8, 1.2)  # jitter
+        self._engine_retry_s = 0.0
         self._engine_up()
         self._settle_dying(observed)
         if self._ledger_dirty:
@@ -454,6 +478,7 @@ class Controller:
             self.clock(),
             self._busy,
             templates=templates,
+            engine_outage=self.engine_outage,
             backend_failures=self.backend_failures(),
         )
         self._emit_backoffs(the_plan)
@@ -679,6 +704,13 @@ class Controller:
         return history.get(revision, pod.template)
 
     def _engine_down(self, exc: EngineError) -> None:
+        if self._down_since is None:
+            now = self.clock()
+            dropped = self._stream_dropped_at
+            # A stream that dropped just before is when the engine went (a stale drop
+            # is not: the window would swallow real crashes).
+            recent = dropped is not None and now - dropped < ENGINE_OUTAGE_MARGIN_S
+            self._down_since = min(now, dropped) if recent and dropped is not None else now
         if self.engine_ok:
             self.events.emit("", "engine", "EngineUnavailable", str(exc))
             self._engine_flipped()
@@ -686,6 +718,9 @@ class Controller:
         self.engine_error = str(exc)
 
     def _engine_up(self) -> None:
+        if self._down_since is not None:
+            self.engine_outage = (self._down_since - ENGINE_OUTAGE_MARGIN_S, self.clock())
+            self._down_since = None
         if not self.engine_ok:
             self.events.emit("", "engine", "EngineAvailable", "the engine answers again")
             self._engine_flipped()
@@ -729,6 +764,7 @@ class Controller:
                         self.wake()
             except EngineError as exc:
                 log.debug("event stream dropped: %s", exc)
+                self._stream_dropped_at = self.clock()
             # The stream dropped (or ended): events may have been missed, so look again.
             self.wake()
             await anyio.sleep(defaults.EVENT_RESUBSCRIBE_DELAY_S)

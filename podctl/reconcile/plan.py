@@ -162,6 +162,8 @@ class _Planner:
     # Templates of revisions the Ledger has none for (revision history), by revision.
     templates: Mapping[str, ContainerTemplate] = field(default_factory=dict)
     rollouts: list[RolloutStatus] = field(default_factory=list)
+    # (from, to): the engine was away (restarting); exits in it were the engine's doing.
+    engine_outage: tuple[float, float] | None = None
 
     def add(self, cls: type[AnyStep], *, deps: Iterable[int | None] = (), **kw: object) -> int:
         step_id = len(self.steps) + 1
@@ -829,6 +831,30 @@ class _Planner:
         exit is the latest.
         """
         finished = c.finished_at if c.finished_at is not None else self.now
+        outage = self.engine_outage
+        if (
+            outage is not None
+            and c.finished_at is not None
+            and outage[0] <= c.finished_at <= outage[1]
+            and (rec is None or rec.last_restart_at < c.finished_at)
+        ):
+            # The engine stopped it as it went down (dockerd restarting stops every
+            # container without live-restore): start it again now, not counted as a
+            # crash and with no back-off. dockerd stops containers while its API still
+            # answers, so podctl may already have restarted it once in the window (and
+            # counted it): that restart is taken back too.
+            level = rec.backoff_level if rec else 0
+            again = rec is not None and outage[0] <= rec.last_restart_at <= outage[1]
+            self.add(
+                StartContainer,
+                target=f"pod:{pod.stack}/{pod.name}/{slot}",
+                cause=f"stopped by the engine's restart (exit code {code}); starting it again",
+                container_id=c.id,
+                backoff_level=max(0, level - 1) if again else level,
+                counts=False,
+                uncount=1 if again else 0,
+            )
+            return "Pending", "Restarting (stopped by the engine's restart)"
         ran_for = _ran_for(c)
         if rec is not None and rec.last_restart_at > finished:
             finished, ran_for = rec.last_restart_at, None
@@ -948,6 +974,7 @@ def plan(
     *,
     backend_failures: Mapping[str, float] | None = None,
     templates: Mapping[str, ContainerTemplate] | None = None,
+    engine_outage: tuple[float, float] | None = None,
 ) -> Plan:
     """Decide what to do about `desired` given one observed snapshot. Pure.
 
@@ -959,6 +986,8 @@ def plan(
     `templates`: revision -> template, from the revision history, for a rollout
     that starts with no record in the Ledger (the revision it leaves is then a
     rollback target only when its template is known).
+    `engine_outage`: (from, to), the last time the engine went away and came back;
+    a container that exited within it was stopped by the engine, not crashed.
     """
     p = _Planner(
         observed=observed,
@@ -968,6 +997,7 @@ def plan(
         busy=dict(busy or {}),
         backend_failures=backend_failures or {},
         templates=templates or {},
+        engine_outage=engine_outage,
     )
     p.capacity = _capacity(observed, desired)
     for stack in desired:

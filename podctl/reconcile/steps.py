@@ -83,6 +83,11 @@ class StartContainer(Step, frozen=True):
 
     container_id: str
     backoff_level: int  # the crash-loop level recorded once the restart happened
+    # False when the engine stopped it (its own restart): started again, not a crash.
+    counts: bool = True
+    # Restarts to take back: podctl's own restart of it while the engine was already
+    # shutting down (dockerd stops containers before its API goes away).
+    uncount: int = 0
 
 
 class KillContainer(Step, frozen=True):

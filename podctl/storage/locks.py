@@ -117,6 +117,26 @@ class StackLocks:
     def stacks(self) -> list[str]:
         return sorted(self._fds)
 
+    def acquire(self, stack: str) -> None:
+        """Lock one more stack (a stack a hot reload adds); StackBusy names the holder.
+
+        A no-op when this process holds it already. Blocking but brief: call it from a
+        worker thread on the event loop.
+        """
+        if stack in self._fds:
+            return
+        directory = self.directory or lock_dir()
+        _ensure_lock_dir(directory)
+        self.directory = directory
+        self._fds[stack] = _lock_one(stack, lock_path(stack, directory))
+
+    def release_stack(self, stack: str) -> None:
+        """Let another podctl run `stack` (it left this one's set)."""
+        fd = self._fds.pop(stack, None)
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
     def release(self) -> None:
         for fd in self._fds.values():
             with contextlib.suppress(OSError):

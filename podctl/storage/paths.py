@@ -26,6 +26,9 @@ if TYPE_CHECKING:
 ENV_RUNTIME_DIR = "PODCTL_RUNTIME_DIR"
 ENV_STATE_DIR = "PODCTL_STATE_DIR"
 ENV_SOCKET = "PODCTL_SOCKET"
+# Set by systemd for a unit with StateDirectory=/RuntimeDirectory= (systemd.exec(5)).
+ENV_SYSTEMD_STATE_DIR = "STATE_DIRECTORY"
+ENV_SYSTEMD_RUNTIME_DIR = "RUNTIME_DIRECTORY"
 
 DEFAULT_RUNTIME_DIR = Path("/run/podctl")
 DEFAULT_STATE_DIR = Path("/var/lib/podctl")
@@ -45,8 +48,16 @@ def _env(environ: Mapping[str, str] | None) -> Mapping[str, str]:
     return os.environ if environ is None else environ
 
 
+def _systemd_dir(env: Mapping[str, str], key: str) -> Path | None:
+    """The first directory systemd passed in `key` ($STATE_DIRECTORY, $RUNTIME_DIRECTORY:
+    absolute paths, `:`-separated when the unit names several)."""
+    first = env.get(key, "").split(":", 1)[0]
+    return Path(first) if first.startswith("/") else None
+
+
 def runtime_dir(environ: Mapping[str, str] | None = None) -> Path:
-    """$PODCTL_RUNTIME_DIR, else $XDG_RUNTIME_DIR/podctl, else /run/podctl.
+    """$PODCTL_RUNTIME_DIR, else systemd's $RUNTIME_DIRECTORY (a unit's
+    RuntimeDirectory=), else $XDG_RUNTIME_DIR/podctl, else /run/podctl.
 
     Secrets are materialised here, so it must be memory-backed: where /run is
     not tmpfs (some containers and VMs), /dev/shm/podctl is used instead.
@@ -54,6 +65,8 @@ def runtime_dir(environ: Mapping[str, str] | None = None) -> Path:
     env = _env(environ)
     if env.get(ENV_RUNTIME_DIR):
         return Path(env[ENV_RUNTIME_DIR])
+    if (systemd := _systemd_dir(env, ENV_SYSTEMD_RUNTIME_DIR)) is not None:
+        return systemd
     if env.get("XDG_RUNTIME_DIR"):
         return Path(env["XDG_RUNTIME_DIR"]) / "podctl"
     if is_tmpfs(DEFAULT_RUNTIME_DIR.parent) is False and is_tmpfs(SHM_RUNTIME_DIR.parent):
@@ -62,10 +75,13 @@ def runtime_dir(environ: Mapping[str, str] | None = None) -> Path:
 
 
 def state_dir(environ: Mapping[str, str] | None = None) -> Path:
-    """$PODCTL_STATE_DIR, else $XDG_STATE_HOME/podctl, else /var/lib/podctl."""
+    """$PODCTL_STATE_DIR, else systemd's $STATE_DIRECTORY (a unit's StateDirectory=),
+    else $XDG_STATE_HOME/podctl, else /var/lib/podctl."""
     env = _env(environ)
     if env.get(ENV_STATE_DIR):
         return Path(env[ENV_STATE_DIR])
+    if (systemd := _systemd_dir(env, ENV_SYSTEMD_STATE_DIR)) is not None:
+        return systemd
     if env.get("XDG_STATE_HOME"):
         return Path(env["XDG_STATE_HOME"]) / "podctl"
     return DEFAULT_STATE_DIR

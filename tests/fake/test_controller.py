@@ -157,3 +157,61 @@ async def test_hung_engine_is_reported_while_the_loop_waits(fake: FakeRuntime) -
             fake.clear_faults()
             await c.wait_engine(ok=True)
         tg.cancel_scope.cancel()
+
+
+async def test_containers_the_engine_stopped_as_it_restarted_are_not_crashes() -> None:
+    # dockerd restarting (no live-restore) stops every container: podctl starts them
+    # again at once when the engine is back, without back-off or a restart counted.
+    now = [1000.0]
+    fake = FakeRuntime(clock=lambda: now[0], call_timeout_s=0.2)
+    c = Controller(fake, [stack(pod(replicas=2))], clock=lambda: now[0])
+    await converge(c)
+    fake.engine_down()
+    await c.reconcile_once()
+    assert not c.engine_ok
+    now[0] += 3.0
+    fake.engine_up()
+    for victim in fake.running("shop"):
+        fake.crash(victim.id, exit_code=143)  # the engine's own shutdown, seen when back
+    now[0] += 5.0
+    delay = await c.reconcile_once()
+    assert c.engine_ok and c.engine_outage is not None
+    assert {s.reason for s in c.last_plan.status} == {
+        "Restarting (stopped by the engine's restart)"
+    }
+    assert delay == 0.0  # at once, no back-off
+    await converge(c)
+    assert len(fake.running("shop")) == 2
+    assert [s.restarts for s in c.status()] == [0, 0]
+    # A crash after the outage counts and backs off as usual.
+    now[0] += 60.0
+    fake.crash(fake.running("shop")[0].id, exit_code=1)
+    await c.reconcile_once()
+    assert "CrashLoopBackOff" in {s.phase for s in c.last_plan.status}
+
+
+async def test_restarts_made_while_the_engine_was_shutting_down_are_taken_back() -> None:
+    # dockerd stops containers before its API goes away: podctl sees exits and restarts
+    # them (counted), then the engine kills them again and vanishes. Once it is back the
+    # containers start again and the restarts made in between no longer count.
+    now = [1000.0]
+    fake = FakeRuntime(clock=lambda: now[0], call_timeout_s=0.2)
+    c = Controller(fake, [stack(pod(replicas=2))], clock=lambda: now[0])
+    await converge(c)
+    for victim in fake.running("shop"):
+        fake.crash(victim.id, exit_code=143)  # the engine shutting down, API still up
+    now[0] += 1.0
+    await converge(c)
+    assert [s.restarts for s in c.status()] == [1, 1]
+    now[0] += 1.0
+    for victim in fake.running("shop"):
+        fake.crash(victim.id, exit_code=137)
+    fake.engine_down()
+    await c.reconcile_once()
+    now[0] += 5.0
+    fake.engine_up()
+    await converge(c)
+    assert len(fake.running("shop")) == 2
+    now[0] += 1.0
+    await c.reconcile_once()
+    assert [s.restarts for s in c.status()] == [0, 0]

@@ -264,3 +264,40 @@ def test_referenced_paths_are_the_files_a_load_reads(tmp_path: Path) -> None:
         tmp_path / "token",
         tmp_path / "ctx",
     }
+
+
+async def test_a_stacks_directory_hands_over_added_removed_and_bad_files(tmp_path: Path) -> None:
+    from podctl.stacksdir import StacksDir
+
+    def named(name: str) -> str:
+        return stack_text(1).replace("name: shop", f"name: {name}")
+
+    (tmp_path / "a.yaml").write_text(named("a"))
+    directory = StacksDir(tmp_path, environ={})
+    handed: list[list[str]] = []
+    invalid: list[SpecError] = []
+
+    async def on_loaded(stacks: list[DesiredStack]) -> None:
+        handed.append([s.name for s in stacks])
+
+    watcher = StackWatcher(
+        [],
+        directory.load,
+        on_loaded,
+        invalid.append,
+        current=directory.load(),
+        stack_dirs=[tmp_path],
+    )
+    async with anyio.create_task_group() as tg:
+        await tg.start(watcher.run)
+        (tmp_path / "b.yml").write_text(named("b"))
+        await until(lambda: handed == [["a", "b"]])
+        (tmp_path / "notes.txt").write_text("x")  # not a stack file
+        (tmp_path / "c.toml").write_text('name = "c"\npods = 3\n')
+        await until(lambda: len(invalid) == 1)
+        assert [Path(i.file).name for i in invalid[0].issues] == ["c.toml"]
+        assert handed == [["a", "b"]]  # the good ones did not change: nothing to apply
+        (tmp_path / "a.yaml").unlink()
+        await until(lambda: handed[-1] == ["b"])
+        assert len(invalid) == 2  # c.toml is still bad, and still said so
+        tg.cancel_scope.cancel()

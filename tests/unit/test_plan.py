@@ -396,3 +396,42 @@ def test_stale_exit_of_a_long_run_does_not_reset_the_backoff() -> None:
     p = plan([stack(pod(replicas=1))], observed(stale), {}, ledger, 1301.0)
     assert p.status[0].reason == "back-off 8s restarting failed container (exit code 1)"
     assert p.requeue_after == 7.0
+
+
+def test_a_container_the_engine_stopped_starts_again_at_once_and_does_not_count() -> None:
+    # dockerd restarted between 1990 and 1998: it stopped the container (SIGTERM, 143).
+    # podctl starts it again at once, with no back-off and no restart counted, even
+    # though the Ledger remembers earlier crashes.
+    dead = container("web", 0, state="exited", exit_code=143, started_at=1000.0, finished_at=1991.0)
+    ledger = Ledger(restarts={dead.id: RestartRecord(restarts=2, backoff_level=3)})
+    p = plan(
+        [stack(pod(replicas=1))], observed(dead), {}, ledger, NOW, engine_outage=(1960.0, 1998.0)
+    )
+    assert p.render() == (
+        "[] -> #1 pod:shop/web/0, StartContainer, stopped by the engine's restart "
+        "(exit code 143); starting it again"
+    )
+    step = p.steps[0]
+    assert step.counts is False and step.backoff_level == 3  # type: ignore[union-attr]
+    assert p.status[0].restarts == 2
+    # An exit after the outage is a crash again: back-off as usual.
+    later = msgspec.structs.replace(dead, started_at=1998.5, finished_at=1999.0)
+    p = plan(
+        [stack(pod(replicas=1))], observed(later), {}, ledger, NOW, engine_outage=(1960.0, 1998.0)
+    )
+    assert p.status[0].phase == "CrashLoopBackOff"
+
+
+def test_a_restart_podctl_made_while_the_engine_shut_down_is_taken_back() -> None:
+    # dockerd stopped the container at 1985 with its API still up; podctl restarted it
+    # at 1986 (counted: restarts 1, level 1); the engine then killed it again (1990)
+    # and went away. Back at 1998: started again, and the restart at 1986 taken back.
+    dead = container("web", 0, state="exited", exit_code=137, started_at=1986.0, finished_at=1990.0)
+    ledger = Ledger(
+        restarts={dead.id: RestartRecord(restarts=1, backoff_level=1, last_restart_at=1986.0)}
+    )
+    p = plan(
+        [stack(pod(replicas=1))], observed(dead), {}, ledger, NOW, engine_outage=(1960.0, 1998.0)
+    )
+    (step,) = p.steps
+    assert (step.counts, step.uncount, step.backoff_level) == (False, 1, 0)  # type: ignore[union-attr]

@@ -154,3 +154,12 @@ def test_socket_dir_may_be_a_sticky_shared_dir(tmp_path: Path) -> None:
     loose.chmod(0o777)
     with pytest.raises(paths.UnsafeDirectory):
         paths.ensure_socket_dir(loose / "podctl.sock")
+
+
+def test_systemd_directories_come_after_podctl_and_before_xdg() -> None:
+    env = {"STATE_DIRECTORY": "/var/lib/podctl:/var/lib/other", "RUNTIME_DIRECTORY": "/run/pc"}
+    assert paths.state_dir({**env, "XDG_STATE_HOME": "/h"}) == Path("/var/lib/podctl")
+    assert paths.runtime_dir({**env, "XDG_RUNTIME_DIR": "/u"}) == Path("/run/pc")
+    assert paths.socket_path(env) == Path("/run/pc/podctl.sock")
+    assert paths.state_dir({**env, "PODCTL_STATE_DIR": "/s"}) == Path("/s")
+    assert paths.runtime_dir({"RUNTIME_DIRECTORY": "relative"}) != Path("relative")
