@@ -28,7 +28,7 @@ unit: $(STAMP)
 	$(VENV)/bin/pytest -q -m "not docker" tests
 
 integration: $(STAMP) engine
-	$(VENV)/bin/pytest -q -m docker tests
+	$(VENV)/bin/pytest -q -m docker --durations=15 tests
 
 test: check unit integration
 
