@@ -356,27 +356,47 @@ class StackWatcher:
         *,
         task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
     ) -> None:
-        # RustNotify starts watching when it is created (before `started`, so a
-        # caller that writes after `start` is seen); `watch` blocks a thread
-        # until events, checking `stop` every STEP_MS.
-        stop = threading.Event()
-        notify = await anyio.to_thread.run_sync(
-            lambda: RustNotify(list(roots), False, False, 50, recursive, True)
-        )
-        try:
-            with scope:
-                async with anyio.create_task_group() as tg:
-                    tg.start_soon(_set_when_cancelled, stop)
-                    task_status.started()
-                    while not stop.is_set():
-                        raw = await anyio.to_thread.run_sync(
-                            notify.watch, DEBOUNCE_MS, STEP_MS, 0, stop
-                        )
-                        if isinstance(raw, set):
-                            self._note(path for _, path in raw)
-                    tg.cancel_scope.cancel()
-        finally:
-            notify.close()
+        notify = await open_notify(roots, recursive)
+        await notify_paths(notify, scope, self._note, DEBOUNCE_MS, STEP_MS, task_status=task_status)
+
+
+async def open_notify(roots: Sequence[str], recursive: bool) -> RustNotify:
+    """A watch on `roots` (watchfiles' RustNotify), watching from now on: a write
+    made after this returns is seen. OSError: a root vanished, or inotify is out of
+    watches."""
+    return await anyio.to_thread.run_sync(
+        lambda: RustNotify(list(roots), False, False, 50, recursive, True)
+    )
+
+
+async def notify_paths(
+    notify: RustNotify,
+    scope: anyio.CancelScope,
+    on_paths: Callable[[Iterable[str]], None],
+    debounce_ms: int,
+    step_ms: int,
+    *,
+    task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
+) -> None:
+    """Hand every group of changed paths `notify` sees to `on_paths` until `scope`
+    is cancelled, then close it. `watch` blocks a worker thread until events,
+    groups them for at most `debounce_ms`, and checks `stop` every `step_ms`,
+    which is how a cancellation reaches the thread."""
+    stop = threading.Event()
+    try:
+        with scope:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(_set_when_cancelled, stop)
+                task_status.started()
+                while not stop.is_set():
+                    raw = await anyio.to_thread.run_sync(
+                        notify.watch, debounce_ms, step_ms, 0, stop
+                    )
+                    if isinstance(raw, set) and raw:
+                        on_paths(path for _, path in raw)
+                tg.cancel_scope.cancel()
+    finally:
+        notify.close()
 
 
 async def _set_when_cancelled(stop: threading.Event) -> None:

@@ -29,26 +29,24 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 import anyio
 import anyio.abc
-from watchfiles._rust_notify import RustNotify
 
 from podctl import labels
 from podctl.dev.archive import common_base, tar_files
 from podctl.dev.changes import Batch, FileUpdate, PodWatch
 from podctl.dev.debounce import Debouncer
-from podctl.reload import referenced_paths
+from podctl.reload import notify_paths, open_notify, referenced_paths
 from podctl.runtime.errors import BuildError, EngineError, NotFound
 from podctl.spec.errors import SpecError
 from podctl.spec.model import image_ref
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Iterable, Sequence
 
     from podctl.api.handlers import ControlHandlers
     from podctl.api.schema import ServiceRow
@@ -591,13 +589,8 @@ class DevSession:
         *,
         task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
     ) -> None:
-        # RustNotify watches from its creation (before `started`); `watch` blocks a
-        # thread until events come, checking `stop` every NOTIFY_STEP_MS.
-        stop = threading.Event()
         try:
-            notify = await anyio.to_thread.run_sync(
-                lambda: RustNotify(list(roots), False, False, 50, True, True)
-            )
+            notify = await open_notify(roots, True)
         except OSError as exc:
             # A root vanished meanwhile, or inotify is out of watches: say so and go on
             # without (the next round tries again).
@@ -605,28 +598,14 @@ class DevSession:
             self._watch_failed = True
             task_status.started()
             return
-        try:
-            with scope:
-                async with anyio.create_task_group() as tg:
-                    tg.start_soon(_set_when_cancelled, stop)
-                    task_status.started()
-                    while not stop.is_set():
-                        raw = await anyio.to_thread.run_sync(
-                            notify.watch, NOTIFY_DEBOUNCE_MS, NOTIFY_STEP_MS, 0, stop
-                        )
-                        if isinstance(raw, set) and raw:
-                            self.debouncer.add(path for _, path in raw)
-                            self._wake.set()
-                    tg.cancel_scope.cancel()
-        finally:
-            notify.close()
 
+        def on_paths(paths: Iterable[str]) -> None:
+            self.debouncer.add(paths)
+            self._wake.set()
 
-async def _set_when_cancelled(stop: threading.Event) -> None:
-    try:
-        await anyio.sleep_forever()
-    finally:
-        stop.set()
+        await notify_paths(
+            notify, scope, on_paths, NOTIFY_DEBOUNCE_MS, NOTIFY_STEP_MS, task_status=task_status
+        )
 
 
 def _tail(output: bytes, limit: int = 200) -> str:
